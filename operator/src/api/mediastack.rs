@@ -1,0 +1,571 @@
+//! The `MediaStack` resource: the apps of a media stack and what they share.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::SecretRef;
+
+/// A complete self-hosted media stack: the apps, their shared storage and
+/// identity, the domains they are served on, the edge (Traefik, Cloudflare
+/// tunnel, fail2ban) and monitoring.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "mediastack.io",
+    version = "v1alpha1",
+    kind = "MediaStack",
+    namespaced,
+    derive = "PartialEq",
+    status = "MediaStackStatus",
+    shortname = "mstack",
+    category = "media",
+    doc = "A self-hosted media stack: apps, shared storage, identity, domains, edge and monitoring.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Apps",
+        type_ = "string",
+        description = "Ready apps / enabled apps",
+        json_path = ".status.appsReady"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaStackSpec {
+    /// IANA time zone given to every app as `TZ`, for example `Europe/Amsterdam`.
+    #[serde(default = "default_timezone")]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
+    )]
+    pub timezone: String,
+    /// The user and group the apps run as, and the umask for files they write.
+    #[serde(default)]
+    pub identity: Identity,
+    /// The shared data volume (downloads and library on one filesystem, so
+    /// imports are hardlinks) and the per-app config volumes.
+    pub storage: Storage,
+    /// Domains the apps are served on.
+    #[serde(default)]
+    pub domain: Domain,
+    /// The apps of the stack. An app runs when its key is present and
+    /// `enabled` is not false.
+    #[serde(default)]
+    pub apps: Apps,
+    /// Traefik and the Cloudflare tunnel.
+    #[serde(default)]
+    pub ingress: Ingress,
+    /// Host-level protection of the edge.
+    #[serde(default)]
+    pub security: Security,
+    /// ServiceMonitors, alert rules and dashboards for prometheus-operator.
+    #[serde(default)]
+    pub monitoring: Monitoring,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// The identity the apps run as.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    /// User ID: `PUID` for linuxserver images, `runAsUser` for the others.
+    #[serde(default = "default_id")]
+    #[schemars(range(min = 1, max = 2147483647))]
+    pub uid: i64,
+    /// Group ID: `PGID` for linuxserver images, `runAsGroup` and `fsGroup` for the others.
+    #[serde(default = "default_id")]
+    #[schemars(range(min = 1, max = 2147483647))]
+    pub gid: i64,
+    /// Octal umask for files the apps create, for example "002" so the group can write.
+    #[serde(default = "default_umask")]
+    #[schemars(regex(pattern = r"^0?[0-7]{3}$"))]
+    pub umask: String,
+}
+
+fn default_id() -> i64 {
+    1000
+}
+fn default_umask() -> String {
+    "002".into()
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Self {
+            uid: default_id(),
+            gid: default_id(),
+            umask: default_umask(),
+        }
+    }
+}
+
+/// Storage of the stack.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    /// The one data filesystem, laid out as `torrents/{tv,movies}` and
+    /// `media/{tv,movies}`. Each pod mounts it once.
+    pub data: DataStorage,
+    /// Template of the per-app config volume.
+    #[serde(default)]
+    pub config: ConfigStorage,
+}
+
+/// Where the shared data lives: exactly one of `hostPath`, `claimName` or `size`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "[has(self.hostPath), has(self.claimName), has(self.size)].filter(x, x).size() == 1"
+).message("storage.data needs exactly one of hostPath, claimName or size"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.storageClassName) || has(self.size)"
+).message("storage.data.storageClassName only applies with size (a claim the operator creates)"))]
+pub struct DataStorage {
+    /// An absolute directory on the node (single-node clusters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/([^/\x00]+/?)*$"), length(max = 4096))]
+    pub host_path: Option<String>,
+    /// An existing PersistentVolumeClaim (ReadWriteMany if apps may land on different nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: Option<String>,
+    /// Size of a PersistentVolumeClaim the operator creates and never deletes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Quantity>,
+    /// StorageClass of the claim the operator creates (with `size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// The per-app config volume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigStorage {
+    /// Size of each app's config PersistentVolumeClaim.
+    #[serde(default = "default_config_size")]
+    pub size: Quantity,
+    /// StorageClass of the config claims; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Delete an app's config claim when the app is disabled. Off by default:
+    /// config is user data.
+    #[serde(default)]
+    pub delete_with_app: bool,
+}
+
+fn default_config_size() -> Quantity {
+    Quantity("1Gi".into())
+}
+
+impl Default for ConfigStorage {
+    fn default() -> Self {
+        Self {
+            size: default_config_size(),
+            storage_class_name: None,
+            delete_with_app: false,
+        }
+    }
+}
+
+/// Domains of the stack.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Domain {
+    /// Local domain suffix: apps are served at `<app>.<local>`, e.g. `jellyfin.lan`.
+    #[serde(default = "default_local_domain")]
+    #[schemars(
+        length(min = 1, max = 200),
+        regex(
+            pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
+        )
+    )]
+    pub local: String,
+    /// Public domain served through the Cloudflare tunnel; optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 200),
+        regex(
+            pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$"
+        )
+    )]
+    pub public: Option<String>,
+}
+
+fn default_local_domain() -> String {
+    "lan".into()
+}
+
+impl Default for Domain {
+    fn default() -> Self {
+        Self {
+            local: default_local_domain(),
+            public: None,
+        }
+    }
+}
+
+/// The apps of the stack. Unknown app names are rejected.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.qbittorrent) || (has(self.qbittorrent.enabled) && !self.qbittorrent.enabled) || has(self.qbittorrent.vpn)"
+).message("apps.qbittorrent.vpn.gatewayRef is required: qBittorrent only runs behind a VpnGateway"))]
+pub struct Apps {
+    /// Jellyfin media server (port 8096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jellyfin: Option<AppSpec>,
+    /// Jellyseerr / Seerr request manager (port 5055); starts after Jellyfin is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jellyseerr: Option<AppSpec>,
+    /// Sonarr, TV series (port 8989).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sonarr: Option<AppSpec>,
+    /// Radarr, movies (port 7878).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radarr: Option<AppSpec>,
+    /// Prowlarr, indexers (port 9696).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prowlarr: Option<AppSpec>,
+    /// Bazarr, subtitles (port 6767).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bazarr: Option<AppSpec>,
+    /// qBittorrent (WebUI 8080); always behind the VpnGateway named in `vpn.gatewayRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qbittorrent: Option<AppSpec>,
+    /// Dozzle live logs (port 8080), reading pod logs of this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dozzle: Option<AppSpec>,
+    /// Web dashboard listing every enabled app with its URL and health (port 3000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard: Option<AppSpec>,
+}
+
+/// Settings of one app.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AppSpec {
+    /// Run the app. Defaults to true when the app's key is present.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Container image; defaults to a pinned, tested tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\s]+$"))]
+    pub image: Option<String>,
+    /// CPU and memory; defaults to the limits of the compose setup, with requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra environment variables for the app container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub env: Vec<EnvVar>,
+    /// How the app is exposed through Traefik.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expose: Option<Expose>,
+    /// Route all of the app's traffic through a VpnGateway (gluetun sidecar with kill switch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpn: Option<VpnAttachment>,
+}
+
+impl Default for AppSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            image: None,
+            resources: None,
+            env: Vec::new(),
+            expose: None,
+            vpn: None,
+        }
+    }
+}
+
+/// Exposure of an app's web UI.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Expose {
+    /// Serve the app at `<app>.<domain.local>` (or `host`). On by default.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Also serve it at `<app>.<domain.public>` through the Cloudflare tunnel.
+    #[serde(default)]
+    pub public: bool,
+    /// Host name instead of `<app>.<domain.local>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(
+            pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
+        )
+    )]
+    pub host: Option<String>,
+}
+
+impl Default for Expose {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            public: false,
+            host: None,
+        }
+    }
+}
+
+/// Attachment of an app to a VpnGateway.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VpnAttachment {
+    /// Name of a VpnGateway in the same namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub gateway_ref: String,
+}
+
+/// Traefik and the Cloudflare tunnel.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Ingress {
+    /// The Traefik instance that serves the stack.
+    #[serde(default)]
+    pub traefik: Traefik,
+    /// The Cloudflare tunnel for public routes; no tunnel when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
+}
+
+/// Traefik settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Traefik {
+    /// Deploy Traefik for this stack (host port 80). With false, an existing
+    /// Traefik that watches `traefik.io` IngressRoutes in this namespace serves the routes.
+    #[serde(default = "default_true")]
+    pub managed: bool,
+    /// Traefik image of the managed instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\s]+$"))]
+    pub image: Option<String>,
+    /// Entry point of the routes (the HTTP entry point on port 80).
+    #[serde(default = "default_entry_point")]
+    #[schemars(length(min = 1, max = 63))]
+    pub entry_point: String,
+    /// Secret with an htpasswd `users` key. The Traefik dashboard is served at
+    /// `traefik.<domain.local>` only when this is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_auth_secret_ref: Option<SecretRef>,
+    /// Resources of the managed Traefik.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn default_entry_point() -> String {
+    "web".into()
+}
+
+impl Default for Traefik {
+    fn default() -> Self {
+        Self {
+            managed: true,
+            image: None,
+            entry_point: default_entry_point(),
+            dashboard_auth_secret_ref: None,
+            resources: None,
+        }
+    }
+}
+
+/// The Cloudflare tunnel (cloudflared).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Tunnel {
+    /// Secret holding the tunnel token under `token`.
+    pub token_secret_ref: SecretRef,
+    /// cloudflared image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\s]+$"))]
+    pub image: Option<String>,
+}
+
+/// Host-level protection.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Security {
+    /// fail2ban in front of Traefik.
+    #[serde(default)]
+    pub fail2ban: Fail2ban,
+}
+
+/// fail2ban settings: a hostNetwork DaemonSet that reads Traefik's access
+/// log and bans before NAT.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Fail2ban {
+    /// Run fail2ban. Defaults to on when Traefik is managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// fail2ban image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\s]+$"))]
+    pub image: Option<String>,
+    /// Jail for failed logins (HTTP 401 and 403).
+    #[serde(default = "Jail::auth")]
+    pub auth_jail: Jail,
+    /// Jail for scanners probing for well-known paths.
+    #[serde(default = "Jail::botsearch")]
+    pub botsearch_jail: Jail,
+    /// Addresses never banned, in addition to loopback, the pod and service
+    /// ranges and the tunnel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = kube::core::Rule::new("self.all(c, isCIDR(c) || isIP(c))").message("ignoreCIDRs entries must be IP addresses or CIDRs"))]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 43)))]
+    pub ignore_cidrs: Vec<String>,
+}
+
+impl Default for Fail2ban {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            image: None,
+            auth_jail: Jail::auth(),
+            botsearch_jail: Jail::botsearch(),
+            ignore_cidrs: Vec::new(),
+        }
+    }
+}
+
+/// One fail2ban jail: ban after `maxRetry` matches within `findTime`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Jail {
+    /// Matches within `findTime` that trigger a ban.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_retry: i32,
+    /// Window in which matches are counted, e.g. `10m`.
+    #[schemars(regex(pattern = r"^[0-9]+[smhdw]$"))]
+    pub find_time: String,
+    /// Ban duration, e.g. `1h`.
+    #[schemars(regex(pattern = r"^[0-9]+[smhdw]$"))]
+    pub ban_time: String,
+}
+
+impl Jail {
+    fn auth() -> Self {
+        Self {
+            max_retry: 5,
+            find_time: "10m".into(),
+            ban_time: "1h".into(),
+        }
+    }
+    fn botsearch() -> Self {
+        Self {
+            max_retry: 3,
+            find_time: "10m".into(),
+            ban_time: "24h".into(),
+        }
+    }
+}
+
+/// Monitoring through prometheus-operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Monitoring {
+    /// Create ServiceMonitors, alert rules, exporters and dashboards. Skipped
+    /// (with a condition) when the cluster lacks the prometheus-operator CRDs.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Labels put on ServiceMonitors and PrometheusRules so a Prometheus
+    /// selects them, e.g. `release: kube-prometheus-stack`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_monitor_labels: BTreeMap<String, String>,
+    /// Scrape interval, e.g. `30s`.
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub interval: String,
+    /// Label that makes the Grafana sidecar load the dashboard ConfigMaps.
+    #[serde(default = "default_dashboard_label")]
+    pub dashboard_label: BTreeMap<String, String>,
+}
+
+fn default_interval() -> String {
+    "30s".into()
+}
+fn default_dashboard_label() -> BTreeMap<String, String> {
+    BTreeMap::from([("grafana_dashboard".to_string(), "1".to_string())])
+}
+
+impl Default for Monitoring {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            service_monitor_labels: BTreeMap::new(),
+            interval: default_interval(),
+            dashboard_label: default_dashboard_label(),
+        }
+    }
+}
+
+/// Observed state of a MediaStack.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaStackStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling`, `Stalled` (kstatus) and `MonitoringReady`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Ready apps over enabled apps, e.g. `7/9`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apps_ready: Option<String>,
+    /// One entry per enabled app.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub apps: Vec<AppStatus>,
+}
+
+/// Observed state of one app.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AppStatus {
+    /// App name, e.g. `sonarr`.
+    pub name: String,
+    /// Whether the app's Deployment has all its replicas ready.
+    pub ready: bool,
+    /// Ready replicas of the app's Deployment.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Image the app runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// URLs the app is served at.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    /// What the app waits for before it is started, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+}

@@ -1,0 +1,108 @@
+//! Everything a MediaStack renders, composed from the per-concern modules.
+
+use std::collections::BTreeMap;
+
+use super::meta::Parent;
+use super::{Child, GeneratedSecret, Inputs, RenderError};
+use crate::api::MediaStack;
+
+/// The desired state of one MediaStack.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rendered {
+    /// Objects to apply, in apply order.
+    pub children: Vec<Child>,
+    /// Secrets to create once if absent.
+    pub generated_secrets: Vec<GeneratedSecret>,
+    /// App -> what it waits for before it is started (replicas 0 meanwhile).
+    pub waiting: BTreeMap<String, String>,
+}
+
+/// Renders every child of `stack`.
+pub fn render(
+    stack: &MediaStack,
+    parent: &Parent,
+    inputs: &Inputs,
+) -> Result<Rendered, RenderError> {
+    let spec = &stack.spec;
+    let mut out = Rendered::default();
+    out.children.extend(super::storage::shared(parent, spec)?);
+    for (app, app_spec) in spec.apps.enabled() {
+        let mut objs = super::workload::app(parent, spec, app, app_spec, inputs)?;
+        if let Some(waiting) = objs.waiting_for.take() {
+            out.waiting.insert(app.name.to_string(), waiting);
+        }
+        if let Some(vpn) = &app_spec.vpn {
+            let resolution = inputs
+                .vpn
+                .get(&vpn.gateway_ref)
+                .cloned()
+                .unwrap_or_else(|| super::VpnResolution::Unavailable {
+                    gateway: None,
+                    reason: "VpnGatewayNotFound".into(),
+                    message: format!("VpnGateway {} not found", vpn.gateway_ref),
+                });
+            if let super::VpnResolution::Unavailable { message, .. } = &resolution {
+                out.waiting.insert(
+                    app.name.to_string(),
+                    format!("VpnGateway {}: {message}", vpn.gateway_ref),
+                );
+            }
+            super::vpn::inject(
+                parent,
+                app,
+                &mut objs.deployment,
+                &resolution,
+                &inputs.cluster_subnets,
+            )?;
+            out.children.push(super::vpn::network_policy(
+                parent,
+                app,
+                &resolution,
+                &inputs.cluster_subnets,
+            )?);
+            out.generated_secrets
+                .push(super::vpn::control_secret(parent, app));
+        }
+        if spec.monitoring.enabled {
+            if let Some(secret) = super::monitoring::attach_exporter(
+                parent,
+                app,
+                &mut objs.deployment,
+                &mut objs.service,
+            ) {
+                out.generated_secrets.push(secret);
+            }
+        }
+        out.children.extend(objs.into_children()?);
+    }
+    out.children.extend(super::dozzle::objects(parent, spec)?);
+    out.children
+        .extend(super::dashboard::objects(parent, spec)?);
+    out.children.extend(super::route::app_routes(parent, spec)?);
+    out.children.extend(super::traefik::objects(parent, spec)?);
+    out.children
+        .extend(super::tunnel::objects(parent, spec, inputs)?);
+    out.children
+        .extend(super::fail2ban::objects(parent, spec, inputs)?);
+    if spec.monitoring.enabled && inputs.monitoring_crds {
+        out.children
+            .extend(super::monitoring::objects(parent, spec)?);
+    }
+    dedup_secrets(&mut out.generated_secrets);
+    Ok(out)
+}
+
+fn dedup_secrets(secrets: &mut Vec<GeneratedSecret>) {
+    secrets.sort_by(|a, b| a.name.cmp(&b.name));
+    secrets.dedup_by(|a, b| {
+        if a.name == b.name {
+            b.random_keys.extend(a.random_keys.drain(..));
+            b.random_keys.sort();
+            b.random_keys.dedup();
+            b.templated.extend(std::mem::take(&mut a.templated));
+            true
+        } else {
+            false
+        }
+    });
+}
