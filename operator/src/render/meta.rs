@@ -73,25 +73,3 @@ impl Parent {
         }
     }
 }
-
-#[cfg(test)]
-pub(crate) mod fixtures {
-    //! Parents for tests.
-    use super::*;
-
-    /// A parent that looks like a MediaStack `home` in namespace `media`.
-    pub fn stack_parent() -> Parent {
-        Parent {
-            name: "home".into(),
-            namespace: "media".into(),
-            owner: OwnerReference {
-                api_version: "mediastack.io/v1alpha1".into(),
-                kind: "MediaStack".into(),
-                name: "home".into(),
-                uid: "00000000-0000-0000-0000-000000000001".into(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            },
-        }
-    }
-}

@@ -7,6 +7,8 @@
 pub mod dashboard;
 pub mod dozzle;
 pub mod fail2ban;
+#[cfg(test)]
+pub mod fixtures;
 pub mod meta;
 pub mod monitoring;
 pub mod route;
