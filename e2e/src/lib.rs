@@ -1,1 +1,350 @@
+//! Harness for cluster tests. Works against any cluster reachable through
+//! `KUBECONFIG`: the local control plane (`e2e/controlplane/cluster.sh`) or kind.
+//!
+//! Each test gets a fresh namespace that is deleted when the test ends, even
+//! when it panics. Waits poll with a timeout; there are no bare sleeps.
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::{Client, ResourceExt};
+
+/// Default time a wait may take.
+pub const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A client from `KUBECONFIG` (or in-cluster config).
+pub async fn client() -> Client {
+    Client::try_default().await.expect(
+        "a cluster reachable through KUBECONFIG (start one with e2e/controlplane/cluster.sh)",
+    )
+}
+
+/// A namespace that is deleted on drop.
+pub struct TestNamespace {
+    pub name: String,
+    pub client: Client,
+}
+
+impl TestNamespace {
+    /// Creates `e2e-<prefix>-<random>`.
+    pub async fn new(prefix: &str) -> Self {
+        let client = client().await;
+        let suffix: u32 = std::process::id()
+            ^ (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0));
+        let name = format!("e2e-{prefix}-{:x}", suffix & 0xffffff);
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name, "labels": {"mediastack.io/e2e": "true"}}})).expect("namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create test namespace");
+        // The namespace is usable for pods once its default ServiceAccount exists.
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), &name);
+        wait_for("default ServiceAccount", TIMEOUT, || async {
+            Ok(sa.get_opt("default").await?.is_some())
+        })
+        .await
+        .expect("default ServiceAccount");
+        Self { name, client }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Applies a YAML manifest (one or more documents) into this namespace
+    /// with server-side apply under `manager`; returns the API errors verbatim.
+    pub async fn apply_yaml(
+        &self,
+        yaml: &str,
+        manager: &str,
+    ) -> Result<Vec<DynamicObject>, kube::Error> {
+        apply_yaml(&self.client, Some(&self.name), yaml, manager).await
+    }
+
+    /// Creates a YAML manifest with POST (so validation errors come back as they would for `kubectl create`).
+    pub async fn create_yaml(&self, yaml: &str) -> Result<DynamicObject, kube::Error> {
+        let mut obj: DynamicObject = serde_yaml::from_str(yaml).expect("valid YAML");
+        obj.metadata.namespace = Some(self.name.clone());
+        let (ar, _) = resolve(&self.client, &obj).await.expect("known kind");
+        Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.name, &ar)
+            .create(&PostParams::default(), &obj)
+            .await
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if std::env::var_os("E2E_KEEP_NAMESPACES").is_some() {
+            eprintln!("keeping namespace {}", self.name);
+            return;
+        }
+        // Deletion is asynchronous in the API server; fire it from a fresh thread
+        // (Drop may run inside a runtime).
+        let (client, name) = (self.client.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async move {
+                    let _ = Api::<Namespace>::all(client)
+                        .delete(&name, &DeleteParams::background())
+                        .await;
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut last_err = None;
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "timed out after {:?} waiting for {what}{}",
+                timeout,
+                last_err
+                    .map(|e| format!(" (last error: {e:#})"))
+                    .unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn resolve(
+    client: &Client,
+    obj: &DynamicObject,
+) -> anyhow::Result<(ApiResource, ApiCapabilities)> {
+    let types = obj
+        .types
+        .as_ref()
+        .context("object without apiVersion/kind")?;
+    let gvk = GroupVersionKind::try_from(types)?;
+    let discovery = Discovery::new(client.clone())
+        .filter(&[&gvk.group])
+        .run()
+        .await?;
+    discovery
+        .resolve_gvk(&gvk)
+        .with_context(|| format!("{gvk:?} is not served"))
+}
+
+/// Server-side applies every document of `yaml` (namespaced ones into `ns`).
+pub async fn apply_yaml(
+    client: &Client,
+    ns: Option<&str>,
+    yaml: &str,
+    manager: &str,
+) -> Result<Vec<DynamicObject>, kube::Error> {
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let value = serde_yaml::Value::deserialize(doc).expect("valid YAML document");
+        if value.is_null() {
+            continue;
+        }
+        let mut obj: DynamicObject = serde_yaml::from_value(value).expect("a Kubernetes object");
+        let (ar, caps) = resolve(client, &obj).await.expect("a served kind");
+        let api = if caps.scope == Scope::Namespaced {
+            let ns = ns
+                .map(str::to_string)
+                .or(obj.metadata.namespace.clone())
+                .unwrap_or_else(|| "default".into());
+            obj.metadata.namespace = Some(ns.clone());
+            Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &ar)
+        } else {
+            Api::<DynamicObject>::all_with(client.clone(), &ar)
+        };
+        let name = obj.name_any();
+        out.push(
+            api.patch(&name, &PatchParams::apply(manager), &Patch::Apply(&obj))
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+use serde::Deserialize as _;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `kubectl` with the test's KUBECONFIG; returns stdout, or the error with stderr.
+pub async fn kubectl(args: &[&str]) -> anyhow::Result<String> {
+    let out = tokio::process::Command::new("kubectl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("kubectl on PATH")?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The message of an API error (what a user sees from kubectl).
+pub fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An operator process watching one namespace, stopped on drop. With
+/// `MEDIASTACK_E2E_OPERATOR=external` (kind: the chart runs the operator)
+/// nothing is started.
+pub struct Operator {
+    child: Option<tokio::process::Child>,
+    pub metrics_url: Option<String>,
+}
+
+impl Operator {
+    pub async fn start(ns: &TestNamespace) -> Self {
+        if std::env::var("MEDIASTACK_E2E_OPERATOR").as_deref() == Ok("external") {
+            return Self {
+                child: None,
+                metrics_url: None,
+            };
+        }
+        let bin = std::env::var("MEDIASTACK_OPERATOR_BIN").unwrap_or_else(|_| {
+            repo_root()
+                .join("target/debug/mediastack-operator")
+                .display()
+                .to_string()
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let log =
+            std::fs::File::create(std::env::temp_dir().join(format!("{}-operator.log", ns.name)))
+                .expect("log file");
+        let child = tokio::process::Command::new(&bin)
+            .args([
+                "run",
+                "--namespace",
+                &ns.name,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--resync-seconds",
+                "5",
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let url = format!("http://127.0.0.1:{port}");
+        let ready = format!("{url}/readyz");
+        wait_for("operator /readyz", TIMEOUT, || {
+            let ready = ready.clone();
+            async move {
+                Ok(http_get(&ready)
+                    .await
+                    .map(|(code, _)| code == 200)
+                    .unwrap_or(false))
+            }
+        })
+        .await
+        .expect("operator ready");
+        Self {
+            child: Some(child),
+            metrics_url: Some(format!("{url}/metrics")),
+        }
+    }
+
+    /// The operator's own metrics text (empty for an external operator).
+    pub async fn metrics(&self) -> String {
+        match &self.metrics_url {
+            Some(u) => http_get(u).await.map(|(_, body)| body).unwrap_or_default(),
+            None => String::new(),
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET against a loopback address: (status code, body).
+pub async fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").context("http URL")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = tokio::net::TcpStream::connect(host).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await?;
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("status line")?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// Sum of a counter in Prometheus text over the series whose labels satisfy `filter`.
+pub fn sum_counter(text: &str, metric: &str, filter: impl Fn(&str) -> bool) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
+        .filter(|l| filter(l))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// The API server's own metrics.
+pub async fn apiserver_metrics(client: &Client) -> anyhow::Result<String> {
+    let req = http::Request::get("/metrics").body(Vec::new())?;
+    Ok(client.request_text(req).await?)
+}

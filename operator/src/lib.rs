@@ -6,4 +6,8 @@
 
 pub mod api;
 pub mod catalog;
+#[cfg(feature = "wip")]
+pub mod reconcile;
 pub mod render;
+#[cfg(feature = "wip")]
+pub mod runtime;

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit and snapshot tests, then the
+# cluster tests against a real API server.
+#
+# Without KUBECONFIG this builds (once, cached outside the repo) and starts the
+# local control plane, runs the cluster tests against it and tears it down.
+# With MEDIASTACK_E2E_CLUSTER=existing the cluster tests use the cluster that
+# KUBECONFIG points at (kind: see e2e/kind.sh).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+export CARGO_TERM_COLOR=never
+start=$SECONDS
+step() { echo; echo "==> $* ($((SECONDS - start))s)"; }
+
+step "toolchain"
+command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
+command -v go >/dev/null || { echo "go is required to build the local control plane"; exit 1; }
+rustup component add clippy rustfmt >/dev/null 2>&1 || true
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "unit, snapshot and render tests"
+cargo test --workspace --exclude mediastack-e2e --locked
+
+step "operator binary for the cluster tests"
+cargo build -p mediastack-operator --locked
+export MEDIASTACK_OPERATOR_BIN="$repo/target/debug/mediastack-operator"
+
+run_cluster_tests() {
+  cargo test -p mediastack-e2e --locked -- --test-threads="${E2E_THREADS:-4}"
+}
+
+if [ "${MEDIASTACK_E2E_CLUSTER:-local}" = existing ]; then
+  step "cluster tests against \$KUBECONFIG"
+  run_cluster_tests
+else
+  step "local control plane (cached build)"
+  bin=$("$repo/e2e/controlplane/build.sh")
+  export PATH="$bin:$PATH"
+  step "cluster tests against the local control plane"
+  export -f run_cluster_tests
+  "$repo/e2e/controlplane/cluster.sh" exec -- bash -c run_cluster_tests
+fi
+step "all tests passed"

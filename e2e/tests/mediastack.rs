@@ -1,0 +1,463 @@
+//! A MediaStack against a real API server with a running operator.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use mediastack_e2e::{
+    Operator, TIMEOUT, TestNamespace, apiserver_metrics, kubectl, repo_root, sum_counter, wait_for,
+};
+use mediastack_operator::api::MediaStack;
+use serde_json::json;
+
+const APPS: [&str; 9] = [
+    "jellyfin",
+    "jellyseerr",
+    "sonarr",
+    "radarr",
+    "prowlarr",
+    "bazarr",
+    "qbittorrent",
+    "dozzle",
+    "dashboard",
+];
+const WITH_CONFIG: [&str; 7] = [
+    "jellyfin",
+    "jellyseerr",
+    "sonarr",
+    "radarr",
+    "prowlarr",
+    "bazarr",
+    "qbittorrent",
+];
+
+fn example(path: &str) -> String {
+    std::fs::read_to_string(repo_root().join(path)).expect("example exists")
+}
+
+const WIREGUARD_SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: mullvad-wireguard}\nstringData: {privateKey: a2V5, addresses: 10.64.0.2/32}\n";
+
+/// Applies the example gateway, its Secret and the example stack.
+async fn example_stack(ns: &TestNamespace) {
+    ns.apply_yaml(WIREGUARD_SECRET, "e2e")
+        .await
+        .expect("secret");
+    ns.apply_yaml(&example("examples/vpngateway.yaml"), "e2e")
+        .await
+        .expect("gateway");
+    ns.apply_yaml(&example("examples/mediastack.yaml"), "e2e")
+        .await
+        .expect("stack");
+}
+
+fn condition(stack: &MediaStack, type_: &str) -> Option<(String, String, String)> {
+    stack
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn wait_condition(
+    ns: &TestNamespace,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> MediaStack {
+    let stacks: Api<MediaStack> = ns.api();
+    let mut last = None;
+    let res = wait_for(
+        &format!("{type_}={status} {reason:?}"),
+        Duration::from_secs(120),
+        || async {
+            let s = stacks.get("home").await?;
+            let c = condition(&s, type_);
+            let ok = c
+                .as_ref()
+                .is_some_and(|(st, r, _)| st == status && reason.is_none_or(|x| x == r));
+            last = Some(s);
+            Ok(ok)
+        },
+    )
+    .await;
+    let last = last.expect("stack read");
+    res.unwrap_or_else(|e| {
+        panic!(
+            "{e}; status: {}",
+            serde_json::to_string_pretty(&last.status).unwrap_or_default()
+        )
+    });
+    last
+}
+
+async fn warning_events(ns: &TestNamespace, reason: &str) -> Vec<String> {
+    let events: Api<Event> = ns.api();
+    events
+        .list(&ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter(|e| {
+                    e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some(reason)
+                })
+                .filter_map(|e| e.message)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_example_stack_becomes_ready_with_every_app() {
+    let ns = TestNamespace::new("stack").await;
+    let _op = Operator::start(&ns).await;
+    example_stack(&ns).await;
+    let stack = wait_condition(&ns, "Ready", "True", None).await;
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    let pvcs: Api<PersistentVolumeClaim> = ns.api();
+    for app in APPS {
+        let d = deployments
+            .get(&format!("home-{app}"))
+            .await
+            .unwrap_or_else(|e| panic!("{app} Deployment: {e}"));
+        assert_eq!(
+            d.status.and_then(|s| s.ready_replicas),
+            Some(1),
+            "{app} is ready"
+        );
+        services
+            .get(&format!("home-{app}"))
+            .await
+            .unwrap_or_else(|e| panic!("{app} Service: {e}"));
+    }
+    for app in WITH_CONFIG {
+        pvcs.get(&format!("home-{app}-config"))
+            .await
+            .unwrap_or_else(|e| panic!("{app} config claim: {e}"));
+    }
+    let status = stack.status.expect("status");
+    assert_eq!(status.apps_ready.as_deref(), Some("9/9"));
+    assert_eq!(status.observed_generation, stack.metadata.generation);
+    assert!(
+        status
+            .apps
+            .iter()
+            .any(|a| a.name == "jellyfin" && a.urls == vec!["http://jellyfin.lan".to_string()])
+    );
+    // What users and GitOps tools run:
+    kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "mediastack/home",
+        "-n",
+        &ns.name,
+        "--timeout=10s",
+    ])
+    .await
+    .expect("kubectl wait returns");
+}
+
+#[tokio::test]
+async fn disabling_an_app_keeps_its_config_and_deleting_the_stack_collects_everything() {
+    let ns = TestNamespace::new("prune").await;
+    let _op = Operator::start(&ns).await;
+    example_stack(&ns).await;
+    wait_condition(&ns, "Ready", "True", None).await;
+    let stacks: Api<MediaStack> = ns.api();
+    stacks
+        .patch("home", &PatchParams::apply("e2e"), &Patch::Apply(json!({"apiVersion": "mediastack.io/v1alpha1", "kind": "MediaStack", "spec": {"apps": {"sonarr": {"enabled": false}}}})))
+        .await
+        .expect("disable sonarr");
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    let pvcs: Api<PersistentVolumeClaim> = ns.api();
+    wait_for("sonarr Deployment and Service removed", TIMEOUT, || async {
+        Ok(deployments.get_opt("home-sonarr").await?.is_none()
+            && services.get_opt("home-sonarr").await?.is_none())
+    })
+    .await
+    .expect("pruned");
+    assert!(
+        pvcs.get_opt("home-sonarr-config")
+            .await
+            .expect("read")
+            .is_some(),
+        "config is user data: kept"
+    );
+    assert!(
+        deployments
+            .get_opt("home-radarr")
+            .await
+            .expect("read")
+            .is_some(),
+        "other apps untouched"
+    );
+
+    stacks
+        .delete("home", &DeleteParams::foreground())
+        .await
+        .expect("delete stack");
+    wait_for(
+        "garbage collection of the stack's children",
+        Duration::from_secs(120),
+        || async {
+            let left = deployments
+                .list(&ListParams::default().labels("mediastack.io/stack=home"))
+                .await?
+                .items
+                .len();
+            Ok(left == 0 && services.get_opt("home-jellyfin").await?.is_none())
+        },
+    )
+    .await
+    .expect("children collected");
+}
+
+#[tokio::test]
+async fn drift_is_repaired() {
+    let ns = TestNamespace::new("drift").await;
+    let _op = Operator::start(&ns).await;
+    example_stack(&ns).await;
+    wait_condition(&ns, "Ready", "True", None).await;
+    let deployments: Api<Deployment> = ns.api();
+    deployments
+        .delete("home-radarr", &DeleteParams::default())
+        .await
+        .expect("delete by hand");
+    deployments
+        .patch("home-sonarr", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "sonarr", "image": "example.org/evil:1"}]}}}})))
+        .await
+        .expect("edit by hand");
+    wait_for(
+        "deleted Deployment restored",
+        Duration::from_secs(30),
+        || async { Ok(deployments.get_opt("home-radarr").await?.is_some()) },
+    )
+    .await
+    .expect("restored");
+    wait_for("edited image restored", Duration::from_secs(30), || async {
+        let d = deployments.get("home-sonarr").await?;
+        let image = d
+            .spec
+            .template
+            .spec
+            .and_then(|s| s.containers.into_iter().find(|c| c.name == "sonarr"))
+            .and_then(|c| c.image);
+        Ok(image.is_some_and(|i| i.starts_with("lscr.io/linuxserver/sonarr:")))
+    })
+    .await
+    .expect("image restored");
+}
+
+#[tokio::test]
+async fn a_settled_stack_resyncs_without_writes() {
+    let ns = TestNamespace::new("noop").await;
+    let op = Operator::start(&ns).await;
+    example_stack(&ns).await;
+    wait_condition(&ns, "Ready", "True", None).await;
+    // Let the last status write and controller-manager updates settle.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let client = mediastack_e2e::client().await;
+    let is_operator_write = |l: &str| {
+        let verb = [
+            "verb=\"POST\"",
+            "verb=\"PUT\"",
+            "verb=\"PATCH\"",
+            "verb=\"APPLY\"",
+            "verb=\"DELETE\"",
+        ]
+        .iter()
+        .any(|v| l.contains(v));
+        // Only the operator writes these kinds (the controller-manager writes status subresources of Deployments, Pods, ReplicaSets).
+        let ours = [
+            "\"mediastacks\"",
+            "\"vpngateways\"",
+            "\"ingressroutes\"",
+            "\"services\"",
+            "\"configmaps\"",
+            "\"secrets\"",
+            "\"networkpolicies\"",
+            "\"persistentvolumeclaims\"",
+            "\"roles\"",
+            "\"rolebindings\"",
+            "\"serviceaccounts\"",
+        ]
+        .iter()
+        .any(|r| l.contains(&format!("resource={r}")))
+            || (l.contains("resource=\"deployments\"") && l.contains("subresource=\"\""));
+        verb && ours
+    };
+    let runs = |t: &str| {
+        sum_counter(t, "mediastack_operator_reconcile_runs_total", |l| {
+            l.contains("MediaStack")
+        })
+    };
+    let before = sum_counter(
+        &apiserver_metrics(&client).await.expect("metrics"),
+        "apiserver_request_total",
+        is_operator_write,
+    );
+    let runs_before = runs(&op.metrics().await);
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let after = sum_counter(
+        &apiserver_metrics(&client).await.expect("metrics"),
+        "apiserver_request_total",
+        is_operator_write,
+    );
+    let runs_after = runs(&op.metrics().await);
+    if op.metrics_url.is_some() {
+        assert!(
+            runs_after >= runs_before + 2.0,
+            "the stack was resynced at least twice ({runs_before} -> {runs_after})"
+        );
+    }
+    assert_eq!(after - before, 0.0, "write requests during no-op resyncs");
+}
+
+#[tokio::test]
+async fn bad_input_gives_conditions_and_events_and_loses_nothing() {
+    let ns = TestNamespace::new("bad").await;
+    let _op = Operator::start(&ns).await;
+    example_stack(&ns).await;
+    wait_condition(&ns, "Ready", "True", None).await;
+    let deployments: Api<Deployment> = ns.api();
+    let stacks: Api<MediaStack> = ns.api();
+    let patch = |spec: serde_json::Value| {
+        let stacks = stacks.clone();
+        async move {
+            stacks
+                .patch("home", &PatchParams::apply("e2e").force(), &Patch::Apply(json!({"apiVersion": "mediastack.io/v1alpha1", "kind": "MediaStack", "spec": spec})))
+                .await
+                .expect("patch stack")
+        }
+    };
+    let base = serde_yaml::from_str::<serde_json::Value>(&example("examples/mediastack.yaml"))
+        .expect("yaml")["spec"]
+        .clone();
+
+    // 1. A data claim that does not exist: stalled, nothing torn down.
+    let mut spec = base.clone();
+    spec["storage"]["data"] = json!({"claimName": "nope"});
+    patch(spec).await;
+    let s = wait_condition(&ns, "Stalled", "True", Some("ClaimNotFound")).await;
+    assert!(
+        condition(&s, "Stalled")
+            .is_some_and(|c| c.2.contains("PersistentVolumeClaim nope does not exist"))
+    );
+    assert!(
+        !warning_events(&ns, "ClaimNotFound").await.is_empty()
+            || wait_for("event", TIMEOUT, || async {
+                Ok(!warning_events(&ns, "ClaimNotFound").await.is_empty())
+            })
+            .await
+            .is_ok()
+    );
+    let d = deployments.get("home-jellyfin").await.expect("still there");
+    assert_eq!(
+        d.spec.replicas,
+        Some(1),
+        "running apps are not touched by bad input"
+    );
+
+    // 2. Dashboard auth Secret missing: stalled with its own reason.
+    let mut spec = base.clone();
+    spec["ingress"] = json!({"traefik": {"dashboardAuthSecretRef": {"name": "missing-users"}}});
+    patch(spec).await;
+    let s = wait_condition(&ns, "Stalled", "True", Some("SecretNotFound")).await;
+    assert!(condition(&s, "Ready").is_some_and(|c| c.0 == "False"));
+    wait_for("SecretNotFound event", TIMEOUT, || async {
+        Ok(!warning_events(&ns, "SecretNotFound").await.is_empty())
+    })
+    .await
+    .expect("event");
+
+    // 3. Back to valid: Ready again.
+    patch(base.clone()).await;
+    wait_condition(&ns, "Ready", "True", None).await;
+
+    // 4. The VPN Secret loses a key: qBittorrent fails closed, others keep running.
+    let secrets: Api<Secret> = ns.api();
+    secrets
+        .patch(
+            "mullvad-wireguard",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"privateKey": null}})),
+        )
+        .await
+        .expect("remove key");
+    wait_for("qBittorrent scaled to 0", TIMEOUT, || async {
+        Ok(deployments.get("home-qbittorrent").await?.spec.replicas == Some(0))
+    })
+    .await
+    .expect("fail closed");
+    let s = wait_condition(&ns, "Ready", "False", Some("VpnUnavailable")).await;
+    let qb = s
+        .status
+        .as_ref()
+        .and_then(|st| st.apps.iter().find(|a| a.name == "qbittorrent").cloned())
+        .expect("qbittorrent status");
+    assert!(
+        qb.waiting_for
+            .as_deref()
+            .is_some_and(|w| w.contains("privateKey")),
+        "{qb:?}"
+    );
+    let d = deployments
+        .get("home-qbittorrent")
+        .await
+        .expect("deployment");
+    let init = d
+        .spec
+        .template
+        .spec
+        .and_then(|s| s.init_containers)
+        .unwrap_or_default();
+    assert!(
+        init.iter().any(|c| c.name == "gluetun"),
+        "the sidecar stays in the pod template"
+    );
+    assert_eq!(
+        deployments
+            .get("home-sonarr")
+            .await
+            .expect("sonarr")
+            .spec
+            .replicas,
+        Some(1)
+    );
+
+    // 5. The VpnGateway is deleted: still closed, with its own message.
+    secrets
+        .patch(
+            "mullvad-wireguard",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"privateKey": "a2V5"}})),
+        )
+        .await
+        .expect("restore key");
+    wait_for("qBittorrent back", TIMEOUT, || async {
+        Ok(deployments.get("home-qbittorrent").await?.spec.replicas == Some(1))
+    })
+    .await
+    .expect("restored");
+    kubectl(&["delete", "vpngateway", "mullvad", "-n", &ns.name])
+        .await
+        .expect("delete gateway");
+    wait_for("qBittorrent closed again", TIMEOUT, || async {
+        Ok(deployments.get("home-qbittorrent").await?.spec.replicas == Some(0))
+    })
+    .await
+    .expect("closed");
+    wait_for("Waiting event naming the gateway", TIMEOUT, || async {
+        Ok(warning_events(&ns, "Waiting")
+            .await
+            .iter()
+            .any(|m| m.contains("VpnGateway mullvad")))
+    })
+    .await
+    .expect("event");
+}

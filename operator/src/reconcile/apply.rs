@@ -1,0 +1,261 @@
+//! Server-side apply of children, pruning, and create-once Secrets.
+//!
+//! A child is written only when the live object differs from the desired
+//! one, so a resync with nothing to do sends no write request.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Client;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams,
+    PostParams,
+};
+use serde_json::Value;
+
+use super::{Error, FIELD_MANAGER};
+use crate::render::{Child, GeneratedSecret};
+
+/// Label that protects a child from pruning (config and data claims: user data).
+pub const KEEP_LABEL: &str = "mediastack.io/keep";
+
+fn api_for(client: &Client, ns: &str, ar: &ApiResource) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, ar)
+}
+
+/// Applies `child` with server-side apply unless the live object already
+/// matches. Returns whether a write was made.
+pub async fn apply(client: &Client, child: &Child) -> Result<bool, Error> {
+    let ns = child
+        .object
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingMetadata("namespace"))?;
+    let name = child
+        .object
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(Error::MissingMetadata("name"))?;
+    let api = api_for(client, ns, &child.api);
+    let live = api.get_opt(name).await.map_err(|source| Error::Read {
+        what: child.key(),
+        source,
+    })?;
+    let desired = serde_json::to_value(&child.object)
+        .map_err(|e| Error::Render(crate::render::RenderError::Serialize(e)))?;
+    if let Some(live) = live {
+        let live = serde_json::to_value(&live)
+            .map_err(|e| Error::Render(crate::render::RenderError::Serialize(e)))?;
+        if is_subset(&desired, &live) {
+            return Ok(false);
+        }
+    }
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(name, &pp, &Patch::Apply(&desired))
+        .await
+        .map_err(|source| Error::Apply {
+            what: child.key(),
+            source,
+        })?;
+    Ok(true)
+}
+
+/// Whether every field set in `desired` has the same value in `live`.
+/// Fields the API server adds (defaults, status, managed fields) are ignored;
+/// empty values in `desired` match absent ones (the server drops them).
+pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| match l.get(k) {
+            Some(lv) => is_subset(dv, lv),
+            None => is_empty(dv),
+        }),
+        (Value::Object(d), Value::Null) => d.values().all(is_empty),
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv))
+        }
+        (Value::Array(d), Value::Null) => d.is_empty(),
+        (Value::Number(d), Value::Number(l)) => d.as_f64() == l.as_f64(),
+        (Value::Null, _) => true,
+        (d, l) => d == l,
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.values().all(is_empty),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// Deletes children of `kinds` matching `selector` and controlled by
+/// `owner_uid` that are not in `keep` (`Kind/name` keys) and do not carry the
+/// keep label. Returns the deleted keys.
+pub async fn prune(
+    client: &Client,
+    ns: &str,
+    selector: &str,
+    kinds: &[ApiResource],
+    keep: &BTreeSet<String>,
+    owner_uid: &str,
+) -> Result<Vec<String>, Error> {
+    let mut deleted = Vec::new();
+    for ar in kinds {
+        let api = api_for(client, ns, ar);
+        let list = api
+            .list_metadata(&ListParams::default().labels(selector))
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("{} list", ar.kind),
+                source,
+            })?;
+        for obj in list.items {
+            let Some(name) = obj.metadata.name.as_deref() else {
+                continue;
+            };
+            let key = format!("{}/{}", ar.kind, name);
+            let protected = obj
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(KEEP_LABEL))
+                .is_some_and(|v| v == "true");
+            let owned = obj
+                .metadata
+                .owner_references
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|r| r.uid == owner_uid));
+            if !owned
+                || keep.contains(&key)
+                || protected
+                || obj.metadata.deletion_timestamp.is_some()
+            {
+                continue;
+            }
+            match api.delete(name, &DeleteParams::background()).await {
+                Ok(_) => deleted.push(key),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(source) => return Err(Error::Delete { what: key, source }),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Creates `secret` with fresh random values if it does not exist. An
+/// existing Secret is never changed (its values are in use; GitOps-stable).
+/// Returns whether it was created.
+pub async fn ensure_secret(
+    client: &Client,
+    ns: &str,
+    secret: &GeneratedSecret,
+    owner: &OwnerReference,
+) -> Result<bool, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    if api
+        .get_opt(&secret.name)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("Secret/{}", secret.name),
+            source,
+        })?
+        .is_some()
+    {
+        return Ok(false);
+    }
+    let values: BTreeMap<String, String> = secret
+        .random_keys
+        .iter()
+        .map(|k| (k.clone(), random_hex()))
+        .collect();
+    let mut data: BTreeMap<String, ByteString> = values
+        .iter()
+        .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+        .collect();
+    for (k, template) in &secret.templated {
+        let mut text = template.clone();
+        for (rk, rv) in &values {
+            text = text.replace(&format!("{{{{{rk}}}}}"), rv);
+        }
+        data.insert(k.clone(), ByteString(text.into_bytes()));
+    }
+    let obj = Secret {
+        metadata: ObjectMeta {
+            name: Some(secret.name.clone()),
+            namespace: Some(ns.to_string()),
+            labels: Some(secret.labels.clone()),
+            owner_references: Some(vec![owner.clone()]),
+            ..Default::default()
+        },
+        data: Some(data),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    };
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &obj,
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(source) => Err(Error::Apply {
+            what: format!("Secret/{}", secret.name),
+            source,
+        }),
+    }
+}
+
+/// 32 hex characters from the OS random generator.
+fn random_hex() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn server_defaults_do_not_count_as_drift() {
+        let desired = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "a", "image": "x:1"}]}}}});
+        let live = json!({"spec": {"replicas": 1, "progressDeadlineSeconds": 600,
+            "template": {"spec": {"containers": [{"name": "a", "image": "x:1", "imagePullPolicy": "IfNotPresent"}]}}}});
+        assert!(is_subset(&desired, &live));
+    }
+
+    #[test]
+    fn a_hand_edited_image_is_drift() {
+        let desired = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1"}]}}}});
+        let live = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:2"}]}}}});
+        assert!(!is_subset(&desired, &live));
+    }
+
+    #[test]
+    fn an_extra_list_item_is_drift_and_empty_values_match_absent_ones() {
+        assert!(!is_subset(&json!({"a": [1]}), &json!({"a": [1, 2]})));
+        assert!(is_subset(
+            &json!({"a": {}, "b": [], "c": {"d": {}}}),
+            &json!({})
+        ));
+        assert!(!is_subset(&json!({"a": {"b": 1}}), &json!({})));
+    }
+
+    #[test]
+    fn random_values_are_distinct_hex() {
+        let (a, b) = (random_hex(), random_hex());
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,270 @@
+//! The IngressRoute controller: our route -> Traefik IngressRoute and
+//! Middlewares, with host-clash detection and status.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use serde_json::json;
+
+use super::mediastack::{crd_exists, publish};
+use super::status::{self, Cond};
+use super::{Context, Error, FIELD_MANAGER, apply};
+use crate::api::{IngressRoute, IngressRouteStatus, MediaStack};
+use crate::render::meta::{MANAGER, Parent, STACK_LABEL};
+use crate::render::route::{self, RouteContext};
+
+/// CRD that must exist before Traefik objects can be applied.
+pub const TRAEFIK_CRD: &str = "ingressroutes.traefik.io";
+
+fn traefik_kinds() -> Vec<ApiResource> {
+    ["IngressRoute:ingressroutes", "Middleware:middlewares"]
+        .iter()
+        .filter_map(|k| k.split_once(':'))
+        .map(|(kind, plural)| {
+            ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("traefik.io", "v1alpha1", kind),
+                plural,
+            )
+        })
+        .collect()
+}
+
+/// Reconciles one of our IngressRoutes.
+pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_timer("IngressRoute");
+    let parent =
+        Parent::of(route.as_ref()).ok_or(Error::MissingMetadata("name, namespace or uid"))?;
+    let ns = parent.namespace.clone();
+
+    // The stack whose Traefik serves the route.
+    let stacks: Api<MediaStack> = Api::namespaced(ctx.client.clone(), &ns);
+    let stack = match &route.spec.stack_ref {
+        Some(r) => stacks
+            .get_opt(&r.name)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("MediaStack/{}", r.name),
+                source,
+            })?,
+        None => {
+            let all = stacks
+                .list(&ListParams::default())
+                .await
+                .map_err(|source| Error::Read {
+                    what: "MediaStack list".into(),
+                    source,
+                })?;
+            if all.items.len() == 1 {
+                all.items.into_iter().next()
+            } else {
+                None
+            }
+        }
+    };
+    let Some(stack) = stack else {
+        let msg = match &route.spec.stack_ref {
+            Some(r) => format!("MediaStack {} not found in namespace {ns}", r.name),
+            None => {
+                format!("stackRef is required: namespace {ns} does not have exactly one MediaStack")
+            }
+        };
+        return finish(
+            &route,
+            &ctx,
+            Vec::new(),
+            Vec::new(),
+            Some(("StackNotFound", msg)),
+            Vec::new(),
+        )
+        .await;
+    };
+    let rctx = RouteContext {
+        local_domain: stack.spec.domain.local.clone(),
+        public_domain: stack.spec.domain.public.clone(),
+        entry_point: stack.spec.ingress.traefik.entry_point.clone(),
+        tunnel_ready: stack.spec.ingress.tunnel.is_some(),
+    };
+    let hosts = route::hosts(&route, &rctx);
+    let urls = route::urls(&route, &rctx);
+
+    if !crd_exists(&ctx, TRAEFIK_CRD).await? {
+        let msg = "The traefik.io CRDs are not installed; install Traefik's CRDs".to_string();
+        return finish(
+            &route,
+            &ctx,
+            hosts,
+            urls,
+            Some(("TraefikCRDNotInstalled", msg)),
+            Vec::new(),
+        )
+        .await;
+    }
+
+    // Host clash: the oldest route (then the first by name) keeps the host.
+    let routes: Api<IngressRoute> = Api::namespaced(ctx.client.clone(), &ns);
+    let all = routes
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::Read {
+            what: "IngressRoute list".into(),
+            source,
+        })?;
+    let mine: BTreeSet<&String> = hosts.iter().collect();
+    let key = |r: &IngressRoute| {
+        (
+            r.metadata.creation_timestamp.clone().map(|t| t.0),
+            r.name_any(),
+        )
+    };
+    let clash = all
+        .items
+        .iter()
+        .filter(|o| o.uid() != route.uid() && key(o) < key(&route))
+        .find_map(|o| {
+            route::hosts(o, &rctx)
+                .into_iter()
+                .find(|h| mine.contains(h))
+                .map(|h| (o.name_any(), h))
+        });
+
+    let selector = format!(
+        "{STACK_LABEL}={},app.kubernetes.io/managed-by={MANAGER}",
+        parent.name
+    );
+    let mut keep = BTreeSet::new();
+    let mut writes = 0;
+    let mut problem = None;
+    if let Some((other, host)) = clash {
+        problem = Some((
+            "HostConflict",
+            format!(
+                "host {host} is already served by IngressRoute {other}; this route is not applied"
+            ),
+        ));
+    } else {
+        let children = route::traefik_objects(&route, &parent, &rctx).map_err(Error::Render)?;
+        for child in &children {
+            keep.insert(child.key());
+            writes += usize::from(apply::apply(&ctx.client, child).await?);
+        }
+    }
+    writes += apply::prune(
+        &ctx.client,
+        &ns,
+        &selector,
+        &traefik_kinds(),
+        &keep,
+        &parent.owner.uid,
+    )
+    .await?
+    .len();
+    if writes > 0 {
+        ctx.metrics.writes(writes);
+    }
+
+    let mut extra = Vec::new();
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let svc = &route.spec.service.name;
+    if problem.is_none()
+        && services
+            .get_opt(svc)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("Service/{svc}"),
+                source,
+            })?
+            .is_none()
+    {
+        problem = Some((
+            "ServiceNotFound",
+            format!(
+                "Service {svc} does not exist in namespace {ns}; Traefik answers 404 until it does"
+            ),
+        ));
+    }
+    for (reason, message) in route::warnings(&route, &rctx) {
+        extra.push(Cond::new("Insecure", true, reason, message));
+    }
+    let stalled = problem.map(|(r, m)| (r, m));
+    finish(&route, &ctx, hosts, urls, stalled, extra).await
+}
+
+async fn finish(
+    route: &IngressRoute,
+    ctx: &Context,
+    hosts: Vec<String>,
+    urls: Vec<String>,
+    problem: Option<(&'static str, String)>,
+    extra: Vec<Cond>,
+) -> Result<Action, Error> {
+    let mut conds = match &problem {
+        // A missing Service is expected to resolve by itself (apps start later): not stalled.
+        Some(("ServiceNotFound", m)) => {
+            status::kstatus(false, None, Some(("ServiceNotFound", m.as_str())))
+        }
+        Some((r, m)) => status::kstatus(false, Some((r, m.as_str())), None),
+        None => status::kstatus(true, None, None),
+    };
+    if extra.is_empty() {
+        conds.push(Cond::new(
+            "Insecure",
+            false,
+            "Secure",
+            "The route has auth or is not public",
+        ));
+    } else {
+        conds.extend(extra);
+    }
+    let old = route.status.clone().unwrap_or_default();
+    let new = IngressRouteStatus {
+        observed_generation: route.metadata.generation,
+        conditions: status::merge(&old.conditions, &conds, route.metadata.generation),
+        hosts,
+        urls,
+    };
+    let name = route.name_any();
+    if !(old.observed_generation == new.observed_generation
+        && status::same(&old.conditions, &new.conditions)
+        && old.hosts == new.hosts
+        && old.urls == new.urls)
+    {
+        for c in conds
+            .iter()
+            .filter(|c| (c.type_ == "Stalled" || c.type_ == "Insecure") && c.status)
+        {
+            if !old
+                .conditions
+                .iter()
+                .any(|o| o.type_ == c.type_ && o.status == "True" && o.reason == c.reason)
+            {
+                publish(ctx, route, EventType::Warning, &c.reason, c.message.clone()).await;
+            }
+        }
+        let api: Api<IngressRoute> =
+            Api::namespaced(ctx.client.clone(), &route.namespace().unwrap_or_default());
+        let patch =
+            json!({"apiVersion": "mediastack.io/v1alpha1", "kind": "IngressRoute", "status": new});
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::Status {
+            what: format!("IngressRoute/{name}"),
+            source,
+        })?;
+        ctx.metrics.writes(1);
+    }
+    Ok(match problem {
+        Some(_) => Action::requeue(Duration::from_secs(30)),
+        None => Action::requeue(ctx.resync),
+    })
+}

@@ -1,0 +1,514 @@
+//! The MediaStack controller: resolve references -> render -> apply and
+//! prune -> status.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Node, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, ServiceCIDR};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::status::{self, Cond};
+use super::{Context, Error, FIELD_MANAGER, apply};
+use crate::api::mediastack::AppStatus;
+use crate::api::{IngressRoute, MediaStack, MediaStackStatus, VpnGateway};
+use crate::render::meta::{MANAGER, Parent, STACK_LABEL};
+use crate::render::{Inputs, stack, vpn};
+
+/// Name of the prometheus-operator CRD whose presence turns monitoring on.
+pub const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
+
+/// A spec problem found while resolving references: reported as `Stalled`.
+struct Stall {
+    reason: &'static str,
+    message: String,
+}
+
+/// Reconciles one MediaStack.
+pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_timer("MediaStack");
+    let parent =
+        Parent::of(stack.as_ref()).ok_or(Error::MissingMetadata("name, namespace or uid"))?;
+    let ns = parent.namespace.clone();
+    let client = &ctx.client;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let selector = format!(
+        "{STACK_LABEL}={},app.kubernetes.io/managed-by={MANAGER}",
+        parent.name
+    );
+    let live = deployments
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Read {
+            what: "Deployment list".into(),
+            source,
+        })?;
+    let ready_deploy: BTreeMap<String, &Deployment> =
+        live.items.iter().map(|d| (d.name_any(), d)).collect();
+
+    // 1. Resolve references. A missing one stalls the stack before anything is written.
+    if let Some(stall) = check_references(&stack, &ctx).await? {
+        return finish(
+            &stack,
+            &ctx,
+            &parent,
+            &ready_deploy,
+            Vec::new(),
+            Some(stall),
+            false,
+            0,
+        )
+        .await;
+    }
+    let inputs = gather_inputs(&stack, &ctx, &parent, &ready_deploy).await?;
+
+    // 2. Render (pure).
+    let rendered = match stack::render(&stack, &parent, &inputs) {
+        Ok(r) => r,
+        Err(e) => {
+            let stall = Stall {
+                reason: "InvalidSpec",
+                message: e.to_string(),
+            };
+            return finish(
+                &stack,
+                &ctx,
+                &parent,
+                &ready_deploy,
+                Vec::new(),
+                Some(stall),
+                inputs.monitoring_crds,
+                0,
+            )
+            .await;
+        }
+    };
+
+    // 3. Apply: generated Secrets first (create once), then children; then prune.
+    let mut writes = 0;
+    for secret in &rendered.generated_secrets {
+        writes += usize::from(apply::ensure_secret(client, &ns, secret, &parent.owner).await?);
+    }
+    let mut keep = BTreeSet::new();
+    for child in &rendered.children {
+        keep.insert(child.key());
+        writes += usize::from(apply::apply(client, child).await?);
+    }
+    let deleted = apply::prune(
+        client,
+        &ns,
+        &selector,
+        &owned_kinds(inputs.monitoring_crds),
+        &keep,
+        &parent.owner.uid,
+    )
+    .await?;
+    writes += deleted.len();
+    if writes > 0 {
+        info!(writes, deleted = ?deleted, "applied MediaStack children");
+        ctx.metrics.writes(writes);
+        publish(
+            &ctx,
+            stack.as_ref(),
+            EventType::Normal,
+            "Applied",
+            format!("Applied {writes} changes; pruned {}", deleted.len()),
+        )
+        .await;
+    }
+
+    let waiting: Vec<(String, String)> = rendered.waiting.into_iter().collect();
+    finish(
+        &stack,
+        &ctx,
+        &parent,
+        &ready_deploy,
+        waiting,
+        None,
+        inputs.monitoring_crds,
+        writes,
+    )
+    .await
+}
+
+/// Checks the references that stall the whole stack when broken.
+async fn check_references(stack: &MediaStack, ctx: &Context) -> Result<Option<Stall>, Error> {
+    let ns = stack.namespace().unwrap_or_default();
+    let spec = &stack.spec;
+    if let Some(claim) = &spec.storage.data.claim_name {
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+        if get_opt(&pvcs, claim).await?.is_none() {
+            return Ok(Some(Stall {
+                reason: "ClaimNotFound",
+                message: format!(
+                    "storage.data.claimName: PersistentVolumeClaim {claim} does not exist in namespace {ns}"
+                ),
+            }));
+        }
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Some(auth) = &spec.ingress.traefik.dashboard_auth_secret_ref
+        && !has_key(get_opt(&secrets, &auth.name).await?.as_ref(), "users")
+    {
+        return Ok(Some(Stall {
+            reason: "SecretNotFound",
+            message: format!(
+                "ingress.traefik.dashboardAuthSecretRef: Secret {} with key users not found",
+                auth.name
+            ),
+        }));
+    }
+    Ok(None)
+}
+
+/// Resolves VPN gateways, the tunnel token, cluster ranges and CRD presence.
+async fn gather_inputs(
+    stack: &MediaStack,
+    ctx: &Context,
+    parent: &Parent,
+    live: &BTreeMap<String, &Deployment>,
+) -> Result<Inputs, Error> {
+    let ns = &parent.namespace;
+    let client = &ctx.client;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let gateways: Api<VpnGateway> = Api::namespaced(client.clone(), ns);
+    let mut vpn_map = BTreeMap::new();
+    for (_, app_spec) in stack.spec.apps.enabled() {
+        if let Some(att) = &app_spec.vpn {
+            if vpn_map.contains_key(&att.gateway_ref) {
+                continue;
+            }
+            let gw = get_opt(&gateways, &att.gateway_ref).await?;
+            let secret = match &gw {
+                Some(g) => get_opt(&secrets, &g.spec.credentials_secret_ref.name).await?,
+                None => None,
+            };
+            vpn_map.insert(
+                att.gateway_ref.clone(),
+                vpn::resolve(gw.as_ref(), secret.as_ref()),
+            );
+        }
+    }
+    let tunnel_token_ready = match &stack.spec.ingress.tunnel {
+        Some(t) => has_key(
+            get_opt(&secrets, &t.token_secret_ref.name).await?.as_ref(),
+            "token",
+        ),
+        None => false,
+    };
+    let ready_apps = stack
+        .spec
+        .apps
+        .enabled()
+        .filter(|(app, _)| {
+            live.get(&parent.child_name(app.name))
+                .is_some_and(|d| deployment_ready(d))
+        })
+        .map(|(app, _)| app.name.to_string())
+        .collect();
+    Ok(Inputs {
+        vpn: vpn_map,
+        cluster_subnets: cluster_subnets(ctx).await?,
+        monitoring_crds: crd_exists(ctx, SERVICE_MONITOR_CRD).await?,
+        tunnel_token_ready,
+        ready_apps,
+    })
+}
+
+/// The pod and service ranges: from the command line, or discovered from the
+/// Nodes' `podCIDRs` and the `ServiceCIDR` objects.
+pub async fn cluster_subnets(ctx: &Context) -> Result<Vec<String>, Error> {
+    if !ctx.cluster_subnets.is_empty() {
+        return Ok(ctx.cluster_subnets.clone());
+    }
+    let mut out = BTreeSet::new();
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let list = nodes
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::Read {
+            what: "Node list".into(),
+            source,
+        })?;
+    for n in list.items {
+        let spec = n.spec.unwrap_or_default();
+        out.extend(spec.pod_cidrs.unwrap_or_default());
+        out.extend(spec.pod_cidr);
+    }
+    let cidrs: Api<ServiceCIDR> = Api::all(ctx.client.clone());
+    match cidrs.list(&ListParams::default()).await {
+        Ok(list) => out.extend(
+            list.items
+                .into_iter()
+                .flat_map(|c| c.spec.and_then(|s| s.cidrs).unwrap_or_default()),
+        ),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
+            warn!("cannot list ServiceCIDRs: {}", e.message)
+        }
+        Err(source) => {
+            return Err(Error::Read {
+                what: "ServiceCIDR list".into(),
+                source,
+            });
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// Whether a CRD is installed and established.
+pub async fn crd_exists(ctx: &Context, name: &str) -> Result<bool, Error> {
+    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    Ok(get_opt(&crds, name).await?.is_some())
+}
+
+async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>, Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await.map_err(|source| Error::Read {
+        what: format!(
+            "{}/{name}",
+            std::any::type_name::<K>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("object")
+        ),
+        source,
+    })
+}
+
+fn has_key(secret: Option<&Secret>, key: &str) -> bool {
+    secret
+        .and_then(|s| s.data.as_ref())
+        .and_then(|d| d.get(key))
+        .is_some_and(|v| !v.0.is_empty())
+}
+
+fn deployment_ready(d: &Deployment) -> bool {
+    let want = d.spec.replicas.unwrap_or(1);
+    let st = d.status.clone().unwrap_or_default();
+    want > 0
+        && st.ready_replicas.unwrap_or(0) >= want
+        && st.updated_replicas.unwrap_or(0) >= want
+        && st.observed_generation >= d.metadata.generation
+}
+
+/// Kinds the stack owns, for pruning.
+pub fn owned_kinds(monitoring: bool) -> Vec<ApiResource> {
+    let mut kinds = vec![
+        ApiResource::erase::<Deployment>(&()),
+        ApiResource::erase::<Service>(&()),
+        ApiResource::erase::<PersistentVolumeClaim>(&()),
+        ApiResource::erase::<ConfigMap>(&()),
+        ApiResource::erase::<DaemonSet>(&()),
+        ApiResource::erase::<NetworkPolicy>(&()),
+        ApiResource::erase::<ServiceAccount>(&()),
+        ApiResource::erase::<Role>(&()),
+        ApiResource::erase::<RoleBinding>(&()),
+        ApiResource::erase::<IngressRoute>(&()),
+    ];
+    if monitoring {
+        kinds.push(ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"),
+            "servicemonitors",
+        ));
+        kinds.push(ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "PrometheusRule"),
+            "prometheusrules",
+        ));
+    }
+    kinds
+}
+
+/// Computes and writes the status (only when it changed) and picks the requeue.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    stack: &MediaStack,
+    ctx: &Context,
+    parent: &Parent,
+    live: &BTreeMap<String, &Deployment>,
+    waiting: Vec<(String, String)>,
+    stall: Option<Stall>,
+    monitoring_crds: bool,
+    writes: usize,
+) -> Result<Action, Error> {
+    let spec = &stack.spec;
+    let waiting: BTreeMap<_, _> = waiting.into_iter().collect();
+    let apps: Vec<AppStatus> = spec
+        .apps
+        .enabled()
+        .map(|(app, app_spec)| {
+            let d = live.get(&parent.child_name(app.name));
+            let host = app_spec
+                .expose
+                .as_ref()
+                .and_then(|e| e.host.clone())
+                .unwrap_or_else(|| format!("{}.{}", app.name, spec.domain.local));
+            let exposed = app_spec.expose.as_ref().is_none_or(|e| e.enabled);
+            AppStatus {
+                name: app.name.to_string(),
+                ready: d.is_some_and(|d| deployment_ready(d)),
+                ready_replicas: d
+                    .and_then(|d| d.status.as_ref())
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+                image: Some(
+                    app_spec
+                        .image
+                        .clone()
+                        .unwrap_or_else(|| app.image.to_string()),
+                ),
+                urls: if exposed {
+                    vec![format!("http://{host}")]
+                } else {
+                    Vec::new()
+                },
+                waiting_for: waiting.get(app.name).cloned(),
+            }
+        })
+        .collect();
+    let ready_count = apps.iter().filter(|a| a.ready).count();
+    let all_ready = ready_count == apps.len() && writes == 0;
+    let progress_msg = if !waiting.is_empty() {
+        waiting
+            .iter()
+            .map(|(a, w)| format!("{a} waits for {w}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    } else {
+        let not_ready: Vec<_> = apps
+            .iter()
+            .filter(|a| !a.ready)
+            .map(|a| a.name.as_str())
+            .collect();
+        format!(
+            "Waiting for {} to become ready",
+            if not_ready.is_empty() {
+                "changes to settle".to_string()
+            } else {
+                not_ready.join(", ")
+            }
+        )
+    };
+    let progress_reason = if waiting.values().any(|w| w.starts_with("VpnGateway")) {
+        "VpnUnavailable"
+    } else {
+        "Progressing"
+    };
+    let mut conds = status::kstatus(
+        all_ready && stall.is_none(),
+        stall.as_ref().map(|s| (s.reason, s.message.as_str())),
+        Some((progress_reason, progress_msg.as_str())),
+    );
+    conds.push(if !spec.monitoring.enabled {
+        Cond::new("MonitoringReady", true, "Disabled", "spec.monitoring.enabled is false")
+    } else if monitoring_crds {
+        Cond::new("MonitoringReady", true, "Applied", "ServiceMonitors, alert rules and dashboards are applied")
+    } else {
+        Cond::new("MonitoringReady", false, "CRDNotInstalled", "The monitoring.coreos.com CRDs are not installed; monitoring objects are skipped until they are")
+    });
+    let old = stack.status.clone().unwrap_or_default();
+    let new = MediaStackStatus {
+        observed_generation: stack.metadata.generation,
+        conditions: status::merge(&old.conditions, &conds, stack.metadata.generation),
+        apps_ready: Some(format!("{ready_count}/{}", apps.len())),
+        apps,
+    };
+    if !(old.observed_generation == new.observed_generation
+        && status::same(&old.conditions, &new.conditions)
+        && old.apps == new.apps
+        && old.apps_ready == new.apps_ready)
+    {
+        if let Some(s) = &stall {
+            let was = old
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == s.reason);
+            if !was {
+                publish(ctx, stack, EventType::Warning, s.reason, s.message.clone()).await;
+            }
+        }
+        for (app, w) in &waiting {
+            if old
+                .apps
+                .iter()
+                .find(|a| &a.name == app)
+                .and_then(|a| a.waiting_for.as_ref())
+                != Some(w)
+            {
+                publish(
+                    ctx,
+                    stack,
+                    EventType::Warning,
+                    "Waiting",
+                    format!("{app} is not started: it waits for {w}"),
+                )
+                .await;
+            }
+        }
+        let api: Api<MediaStack> = Api::namespaced(ctx.client.clone(), &parent.namespace);
+        let patch =
+            json!({"apiVersion": "mediastack.io/v1alpha1", "kind": "MediaStack", "status": new});
+        api.patch_status(
+            &parent.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::Status {
+            what: format!("MediaStack/{}", parent.name),
+            source,
+        })?;
+        ctx.metrics.writes(1);
+    }
+    Ok(
+        if stall.is_some() || !waiting.is_empty() || !new_ready(&conds) {
+            Action::requeue(Duration::from_secs(
+                if stall.is_some() || !waiting.is_empty() {
+                    30
+                } else {
+                    60
+                },
+            ))
+        } else {
+            Action::requeue(ctx.resync)
+        },
+    )
+}
+
+fn new_ready(conds: &[Cond]) -> bool {
+    conds.iter().any(|c| c.type_ == "Ready" && c.status)
+}
+
+/// Publishes an event about `obj`; failures are logged, never fatal.
+pub async fn publish<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        warn!("cannot publish event: {e}");
+    }
+}

@@ -1,0 +1,336 @@
+//! Controller wiring, health and metrics server, leader election, telemetry.
+
+pub mod metrics;
+pub mod server;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::api::{IngressRoute, MediaStack, VpnGateway};
+use crate::reconcile::{self, Context, Error};
+use crate::render::meta::MANAGER;
+use metrics::Metrics;
+use server::Health;
+
+/// Settings of `mediastack-operator run`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Address of `/livez`, `/readyz`, `/metrics`.
+    pub listen: SocketAddr,
+    /// Namespace to watch; all when `None`.
+    pub namespace: Option<String>,
+    /// Pod and service ranges; discovered when empty.
+    pub cluster_subnets: Vec<String>,
+    /// Lease for leader election; no election when `None`.
+    pub leader_election: Option<LeaderElection>,
+    /// Periodic resync of healthy objects (a safety net; changes trigger reconciles).
+    pub resync: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    pub namespace: String,
+    pub lease_name: String,
+    pub identity: String,
+    pub duration_secs: u64,
+}
+
+fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the operator until SIGTERM/SIGINT.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = {
+        let rx = stop_rx.clone();
+        move || {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        }
+    };
+    let server = tokio::spawn(server::serve(
+        settings.listen,
+        health.clone(),
+        metrics.clone(),
+        stopped(),
+    ));
+
+    // Leader election: only the lease holder runs the controllers.
+    let mut lost_leadership: Option<watch::Receiver<bool>> = None;
+    let mut lease_task = None;
+    if let Some(le) = &settings.leader_election {
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &le.lease_name)
+            .with_namespace(&le.namespace)
+            .with_identity(&le.identity)
+            .with_duration(le.duration_secs)
+            .with_grace(le.duration_secs / 3)
+            .build()
+            .await?;
+        let (mut rx, task) = manager.watch().await;
+        health.ready.store(true, Ordering::Relaxed);
+        info!(identity = %le.identity, lease = %le.lease_name, "waiting to become leader");
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            r = rx.wait_for(|l| *l) => { r?; }
+            _ = stop.wait_for(|s| *s) => { let _ = server.await; return Ok(()); }
+        }
+        info!("became leader");
+        lost_leadership = Some(rx);
+        lease_task = Some(task);
+    }
+
+    let mut ctx = Context::new(
+        client.clone(),
+        metrics.clone(),
+        settings.cluster_subnets.clone(),
+    );
+    ctx.resync = settings.resync;
+    let ctx = Arc::new(ctx);
+    let ns = &settings.namespace;
+    let owned =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+
+    let stacks = Controller::new(api::<MediaStack>(&client, ns), watcher::Config::default());
+    let stack_store = stacks.store();
+    let by_gateway = stack_store.clone();
+    let stacks = stacks
+        .owns(api::<Deployment>(&client, ns), owned.clone())
+        .owns(api::<Service>(&client, ns), owned.clone())
+        .owns(api::<PersistentVolumeClaim>(&client, ns), owned.clone())
+        .owns(api::<ConfigMap>(&client, ns), owned.clone())
+        .owns(api::<DaemonSet>(&client, ns), owned.clone())
+        .owns(api::<NetworkPolicy>(&client, ns), owned.clone())
+        .owns(api::<IngressRoute>(&client, ns), owned.clone())
+        .watches(
+            api::<VpnGateway>(&client, ns),
+            watcher::Config::default(),
+            move |gw: VpnGateway| {
+                let (name, gw_ns) = (gw.name_any(), gw.namespace());
+                by_gateway
+                    .state()
+                    .into_iter()
+                    .filter(|s| {
+                        s.namespace() == gw_ns
+                            && s.spec
+                                .apps
+                                .enabled()
+                                .any(|(_, a)| a.vpn.as_ref().is_some_and(|v| v.gateway_ref == name))
+                    })
+                    .map(|s| ObjectRef::from_obj(s.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
+
+    let gateways = Controller::new(api::<VpnGateway>(&client, ns), watcher::Config::default());
+    let gw_store = gateways.store();
+    let by_secret = gw_store.clone();
+    let by_stack = gw_store.clone();
+    // Secrets are watched by metadata only: the operator never caches their data.
+    let gateways = gateways
+        .watches(
+            api::<PartialObjectMeta<Secret>>(&client, ns),
+            watcher::Config::default(),
+            move |s| {
+                let (name, s_ns) = (s.name_any(), s.namespace());
+                by_secret
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.namespace() == s_ns && g.spec.credentials_secret_ref.name == name)
+                    .map(|g| ObjectRef::from_obj(g.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            api::<MediaStack>(&client, ns),
+            watcher::Config::default(),
+            move |s: MediaStack| {
+                by_stack
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.namespace() == s.namespace())
+                    .map(|g| ObjectRef::from_obj(g.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        );
+
+    let routes = Controller::new(api::<IngressRoute>(&client, ns), watcher::Config::default());
+    let route_store = routes.store();
+    let routes_by_stack = route_store.clone();
+    let routes = routes.watches(
+        api::<MediaStack>(&client, ns),
+        watcher::Config::default(),
+        move |s: MediaStack| {
+            routes_by_stack
+                .state()
+                .into_iter()
+                .filter(|r| r.namespace() == s.namespace())
+                .map(|r| ObjectRef::from_obj(r.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    );
+
+    // Ready once every primary cache has synced.
+    {
+        let (health, a, b, c) = (
+            health.clone(),
+            stack_store.clone(),
+            gw_store.clone(),
+            route_store.clone(),
+        );
+        tokio::spawn(async move {
+            if a.wait_until_ready().await.is_ok()
+                && b.wait_until_ready().await.is_ok()
+                && c.wait_until_ready().await.is_ok()
+            {
+                info!("caches synced");
+                health.ready.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+
+    let shutdown = {
+        let stopped = stopped();
+        let lost = lost_leadership.clone();
+        async move {
+            match lost {
+                Some(mut rx) => {
+                    tokio::select! {
+                        _ = stopped => {}
+                        _ = rx.wait_for(|l| !*l) => { warn!("lost leadership: stopping controllers"); }
+                    }
+                }
+                None => stopped.await,
+            }
+        }
+    };
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+
+    let c1 = stacks
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            reconcile::mediastack::reconcile,
+            error_policy::<MediaStack>("MediaStack"),
+            ctx.clone(),
+        )
+        .for_each(|r| report(r.map(|(o, _)| o.name)));
+    let c2 = gateways
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            reconcile::vpngateway::reconcile,
+            error_policy::<VpnGateway>("VpnGateway"),
+            ctx.clone(),
+        )
+        .for_each(|r| report(r.map(|(o, _)| o.name)));
+    let c3 = routes
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            reconcile::ingressroute::reconcile,
+            error_policy::<IngressRoute>("IngressRoute"),
+            ctx.clone(),
+        )
+        .for_each(|r| report(r.map(|(o, _)| o.name)));
+    future::join3(c1, c2, c3).await;
+
+    let lost = lost_leadership.as_ref().is_some_and(|rx| !*rx.borrow());
+    if let Some(task) = lease_task {
+        task.abort();
+    }
+    health.ready.store(false, Ordering::Relaxed);
+    let _ = server.await;
+    if lost && !*stop_rx.borrow() {
+        anyhow::bail!("lost leadership");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn report<E: std::fmt::Display>(r: Result<String, E>) {
+    if let Err(e) = r {
+        warn!("reconcile failed: {e}");
+    }
+}
+
+/// Transient failures requeue with a growing, bounded delay.
+fn error_policy<K: kube::Resource>(
+    controller: &'static str,
+) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let attempts: Mutex<HashMap<String, u32>> = Mutex::default();
+    move |obj, err, ctx| {
+        ctx.metrics.failure(controller, err.category());
+        error!(controller, name = %obj.meta().name.clone().unwrap_or_default(), category = err.category(), "reconcile error: {err}");
+        let key = format!(
+            "{}/{}",
+            obj.meta().namespace.clone().unwrap_or_default(),
+            obj.meta().name.clone().unwrap_or_default()
+        );
+        let n = attempts.lock().map(|mut m| {
+            let e = m.entry(key).or_insert(0);
+            *e += 1;
+            *e
+        });
+        match n {
+            Ok(n) => reconcile::backoff(n),
+            Err(_) => Action::requeue(Duration::from_secs(30)),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
