@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::{Api, DeleteParams, PostParams};
 
 /// Default time a wait may take.
 pub const TIMEOUT: Duration = Duration::from_secs(90);
@@ -67,24 +65,53 @@ impl TestNamespace {
     }
 
     /// Applies a YAML manifest (one or more documents) into this namespace
-    /// with server-side apply under `manager`; returns the API errors verbatim.
-    pub async fn apply_yaml(
-        &self,
-        yaml: &str,
-        manager: &str,
-    ) -> Result<Vec<DynamicObject>, kube::Error> {
-        apply_yaml(&self.client, Some(&self.name), yaml, manager).await
+    /// with server-side apply under `manager` (as `kubectl apply --server-side`).
+    pub async fn apply_yaml(&self, yaml: &str, manager: &str) -> anyhow::Result<String> {
+        kubectl_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                manager,
+                "-n",
+                &self.name,
+                "-f",
+                "-",
+            ],
+            yaml,
+        )
+        .await
     }
 
-    /// Creates a YAML manifest with POST (so validation errors come back as they would for `kubectl create`).
-    pub async fn create_yaml(&self, yaml: &str) -> Result<DynamicObject, kube::Error> {
-        let mut obj: DynamicObject = serde_yaml::from_str(yaml).expect("valid YAML");
-        obj.metadata.namespace = Some(self.name.clone());
-        let (ar, _) = resolve(&self.client, &obj).await.expect("known kind");
-        Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.name, &ar)
-            .create(&PostParams::default(), &obj)
-            .await
+    /// Creates a manifest (as `kubectl create`, with strict field validation);
+    /// the error carries the API server's message.
+    pub async fn create_yaml(&self, yaml: &str) -> anyhow::Result<String> {
+        kubectl_stdin(&["create", "-n", &self.name, "-f", "-"], yaml).await
     }
+}
+
+/// Runs `kubectl` with `input` on stdin; returns stdout, or the error with stderr.
+pub async fn kubectl_stdin(args: &[&str], input: &str) -> anyhow::Result<String> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("kubectl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("kubectl on PATH")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 impl Drop for TestNamespace {
@@ -138,60 +165,6 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
-
-async fn resolve(
-    client: &Client,
-    obj: &DynamicObject,
-) -> anyhow::Result<(ApiResource, ApiCapabilities)> {
-    let types = obj
-        .types
-        .as_ref()
-        .context("object without apiVersion/kind")?;
-    let gvk = GroupVersionKind::try_from(types)?;
-    let discovery = Discovery::new(client.clone())
-        .filter(&[&gvk.group])
-        .run()
-        .await?;
-    discovery
-        .resolve_gvk(&gvk)
-        .with_context(|| format!("{gvk:?} is not served"))
-}
-
-/// Server-side applies every document of `yaml` (namespaced ones into `ns`).
-pub async fn apply_yaml(
-    client: &Client,
-    ns: Option<&str>,
-    yaml: &str,
-    manager: &str,
-) -> Result<Vec<DynamicObject>, kube::Error> {
-    let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
-        let value = serde_yaml::Value::deserialize(doc).expect("valid YAML document");
-        if value.is_null() {
-            continue;
-        }
-        let mut obj: DynamicObject = serde_yaml::from_value(value).expect("a Kubernetes object");
-        let (ar, caps) = resolve(client, &obj).await.expect("a served kind");
-        let api = if caps.scope == Scope::Namespaced {
-            let ns = ns
-                .map(str::to_string)
-                .or(obj.metadata.namespace.clone())
-                .unwrap_or_else(|| "default".into());
-            obj.metadata.namespace = Some(ns.clone());
-            Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &ar)
-        } else {
-            Api::<DynamicObject>::all_with(client.clone(), &ar)
-        };
-        let name = obj.name_any();
-        out.push(
-            api.patch(&name, &PatchParams::apply(manager), &Patch::Apply(&obj))
-                .await?,
-        );
-    }
-    Ok(out)
-}
-
-use serde::Deserialize as _;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

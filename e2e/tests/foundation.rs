@@ -4,7 +4,7 @@
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
-use mediastack_e2e::{TIMEOUT, TestNamespace, api_message, client, kubectl, repo_root, wait_for};
+use mediastack_e2e::{TIMEOUT, TestNamespace, client, kubectl, repo_root, wait_for};
 
 const EXAMPLES: [&str; 3] = [
     "examples/mediastack.yaml",
@@ -66,7 +66,7 @@ async fn example_manifests_are_accepted_unchanged() {
         let objs = ns
             .apply_yaml(&example(path), "e2e")
             .await
-            .unwrap_or_else(|e| panic!("{path} rejected: {}", api_message(&e)));
+            .unwrap_or_else(|e| panic!("{path} rejected: {e}"));
         assert_eq!(objs.len(), 1);
     }
     // Server-side defaults are visible to users.
@@ -158,7 +158,7 @@ async fn invalid_manifests_are_rejected_at_admission() {
         match ns.create_yaml(&yaml).await {
             Ok(_) => panic!("{what}: accepted, but must be rejected:\n{yaml}"),
             Err(e) => {
-                let got = api_message(&e);
+                let got = e.to_string();
                 assert!(
                     got.contains(message),
                     "{what}: expected a message containing {message:?}, got: {got}"

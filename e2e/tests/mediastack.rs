@@ -68,22 +68,17 @@ async fn wait_condition(
     reason: Option<&str>,
 ) -> MediaStack {
     let stacks: Api<MediaStack> = ns.api();
-    let mut last = None;
     let res = wait_for(
         &format!("{type_}={status} {reason:?}"),
         Duration::from_secs(120),
         || async {
             let s = stacks.get("home").await?;
-            let c = condition(&s, type_);
-            let ok = c
-                .as_ref()
-                .is_some_and(|(st, r, _)| st == status && reason.is_none_or(|x| x == r));
-            last = Some(s);
-            Ok(ok)
+            Ok(condition(&s, type_)
+                .is_some_and(|(st, r, _)| st == status && reason.is_none_or(|x| x == r)))
         },
     )
     .await;
-    let last = last.expect("stack read");
+    let last = stacks.get("home").await.expect("stack read");
     res.unwrap_or_else(|e| {
         panic!(
             "{e}; status: {}",

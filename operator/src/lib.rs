@@ -4,10 +4,10 @@
 //! inputs -> desired objects) -> `reconcile` (I/O: resolve, apply, prune,
 //! status) -> `runtime` (controllers, health, metrics, leader election).
 
+// Several `#[x_kube(validation = ...)]` rules on one item are intended.
+#[allow(clippy::duplicated_attributes)]
 pub mod api;
 pub mod catalog;
-#[cfg(feature = "wip")]
 pub mod reconcile;
 pub mod render;
-#[cfg(feature = "wip")]
 pub mod runtime;

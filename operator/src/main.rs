@@ -1,6 +1,9 @@
 //! `mediastack-operator`: CLI only. `run` (default) | `crd` | `version`.
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+use mediastack_operator::runtime::{self, LeaderElection, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -15,10 +18,44 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controllers (the default).
+    Run(RunArgs),
     /// Print the CustomResourceDefinitions as YAML (what is committed under crds/).
     Crd,
     /// Print the version.
     Version,
+}
+
+#[derive(Args, Default)]
+struct RunArgs {
+    /// Address of /livez, /readyz and /metrics.
+    #[arg(long, env = "MEDIASTACK_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: Option<SocketAddr>,
+    /// Watch only this namespace (default: all).
+    #[arg(long, env = "MEDIASTACK_NAMESPACE")]
+    namespace: Option<String>,
+    /// Pod and service CIDRs reachable outside the VPN tunnel (comma-separated);
+    /// discovered from Nodes and ServiceCIDRs when unset.
+    #[arg(long, env = "MEDIASTACK_CLUSTER_SUBNETS", value_delimiter = ',')]
+    cluster_subnets: Vec<String>,
+    /// Log as JSON.
+    #[arg(long, env = "MEDIASTACK_LOG_JSON")]
+    log_json: bool,
+    /// Default log level (overridden by RUST_LOG).
+    #[arg(long, env = "MEDIASTACK_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Elect a leader through this Lease (namespace/name); needed with more than one replica.
+    #[arg(long, env = "MEDIASTACK_LEADER_LEASE")]
+    leader_lease: Option<String>,
+    /// Identity in the lease (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds between safety-net resyncs of healthy objects.
+    #[arg(long, env = "MEDIASTACK_RESYNC_SECONDS", default_value_t = 300)]
+    resync_seconds: u64,
+    /// Lease duration in seconds.
+    #[arg(long, env = "MEDIASTACK_LEASE_SECONDS", default_value_t = 15)]
+    lease_seconds: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +75,65 @@ fn main() -> std::process::ExitCode {
             println!("{}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS
         }
-        None => std::process::ExitCode::SUCCESS,
+        Some(Command::Run(args)) => run(args),
+        None => run(RunArgs::parse_from(["run"])),
+    }
+}
+
+impl RunArgs {
+    fn parse_from<const N: usize>(argv: [&str; N]) -> Self {
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            args: RunArgs,
+        }
+        Wrap::parse_from(argv).args
+    }
+}
+
+fn run(args: RunArgs) -> std::process::ExitCode {
+    runtime::telemetry::init(args.log_json, &args.log_level);
+    let leader_election = match args.leader_lease.as_deref().map(|l| l.split_once('/')) {
+        None => None,
+        Some(Some((ns, name))) => Some(LeaderElection {
+            namespace: ns.into(),
+            lease_name: name.into(),
+            identity: args
+                .identity
+                .clone()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| format!("mediastack-operator-{}", std::process::id())),
+            duration_secs: args.lease_seconds,
+        }),
+        Some(None) => {
+            eprintln!("--leader-lease takes namespace/name");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let settings = Settings {
+        listen: args
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080))),
+        namespace: args.namespace,
+        cluster_subnets: args.cluster_subnets,
+        leader_election,
+        resync: std::time::Duration::from_secs(args.resync_seconds),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(runtime::run(settings)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -70,6 +70,7 @@ pub struct IngressRouteSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = kube::core::Rule::new("self.all(c, isCIDR(c) || isIP(c))").message("allowCIDRs entries must be IP addresses or CIDRs such as 192.168.0.0/16"))]
     #[schemars(length(max = 32), inner(length(min = 1, max = 43)))]
+    #[serde(rename = "allowCIDRs")]
     pub allow_cidrs: Vec<String>,
 }
 

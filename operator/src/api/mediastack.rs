@@ -442,6 +442,7 @@ pub struct Fail2ban {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = kube::core::Rule::new("self.all(c, isCIDR(c) || isIP(c))").message("ignoreCIDRs entries must be IP addresses or CIDRs"))]
     #[schemars(length(max = 32), inner(length(min = 1, max = 43)))]
+    #[serde(rename = "ignoreCIDRs")]
     pub ignore_cidrs: Vec<String>,
 }
 

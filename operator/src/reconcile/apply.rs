@@ -147,6 +147,42 @@ pub async fn prune(
     Ok(deleted)
 }
 
+/// Deletes cluster-scoped children of `kinds` matching `selector` (they
+/// cannot have a namespaced owner) that are not in `keep`.
+pub async fn prune_cluster(
+    client: &Client,
+    selector: &str,
+    kinds: &[ApiResource],
+    keep: &BTreeSet<String>,
+) -> Result<Vec<String>, Error> {
+    let mut deleted = Vec::new();
+    for ar in kinds {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+        let list = api
+            .list_metadata(&ListParams::default().labels(selector))
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("{} list", ar.kind),
+                source,
+            })?;
+        for obj in list.items {
+            let Some(name) = obj.metadata.name.as_deref() else {
+                continue;
+            };
+            let key = format!("{}/{}", ar.kind, name);
+            if keep.contains(&key) {
+                continue;
+            }
+            match api.delete(name, &DeleteParams::background()).await {
+                Ok(_) => deleted.push(key),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(source) => return Err(Error::Delete { what: key, source }),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
 /// Creates `secret` with fresh random values if it does not exist. An
 /// existing Secret is never changed (its values are in use; GitOps-stable).
 /// Returns whether it was created.

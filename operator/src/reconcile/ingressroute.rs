@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -85,12 +85,20 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
         )
         .await;
     };
-    let rctx = RouteContext {
-        local_domain: stack.spec.domain.local.clone(),
-        public_domain: stack.spec.domain.public.clone(),
-        entry_point: stack.spec.ingress.traefik.entry_point.clone(),
-        tunnel_ready: stack.spec.ingress.tunnel.is_some(),
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let tunnel_ready = match &stack.spec.ingress.tunnel {
+        Some(t) => secrets
+            .get_opt(&t.token_secret_ref.name)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("Secret/{}", t.token_secret_ref.name),
+                source,
+            })?
+            .and_then(|s| s.data)
+            .is_some_and(|d| d.get("token").is_some_and(|v| !v.0.is_empty())),
+        None => false,
     };
+    let rctx = RouteContext::for_stack(&stack.spec, tunnel_ready);
     let hosts = route::hosts(&route, &rctx);
     let urls = route::urls(&route, &rctx);
 

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Node, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, ServiceCIDR};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -107,7 +107,7 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
         keep.insert(child.key());
         writes += usize::from(apply::apply(client, child).await?);
     }
-    let deleted = apply::prune(
+    let mut deleted = apply::prune(
         client,
         &ns,
         &selector,
@@ -116,6 +116,15 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
         &parent.owner.uid,
     )
     .await?;
+    let mut cluster_keep = BTreeSet::new();
+    for child in &rendered.cluster_children {
+        cluster_keep.insert(child.key());
+        writes += usize::from(apply::apply(client, child).await?);
+    }
+    let cluster_selector = format!("{selector},mediastack.io/namespace={ns}");
+    deleted.extend(
+        apply::prune_cluster(client, &cluster_selector, &cluster_kinds(), &cluster_keep).await?,
+    );
     writes += deleted.len();
     if writes > 0 {
         info!(writes, deleted = ?deleted, "applied MediaStack children");
@@ -331,6 +340,14 @@ pub fn owned_kinds(monitoring: bool) -> Vec<ApiResource> {
         ));
     }
     kinds
+}
+
+/// Cluster-scoped kinds a stack may create (Dozzle reads nodes).
+fn cluster_kinds() -> Vec<ApiResource> {
+    vec![
+        ApiResource::erase::<ClusterRole>(&()),
+        ApiResource::erase::<ClusterRoleBinding>(&()),
+    ]
 }
 
 /// Computes and writes the status (only when it changed) and picks the requeue.

@@ -11,6 +11,8 @@ use crate::api::MediaStack;
 pub struct Rendered {
     /// Objects to apply, in apply order.
     pub children: Vec<Child>,
+    /// Cluster-scoped objects (no namespace, no owner reference), pruned by label.
+    pub cluster_children: Vec<Child>,
     /// Secrets to create once if absent.
     pub generated_secrets: Vec<GeneratedSecret>,
     /// App -> what it waits for before it is started (replicas 0 meanwhile).
@@ -76,6 +78,8 @@ pub fn render(
         out.children.extend(objs.into_children()?);
     }
     out.children.extend(super::dozzle::objects(parent, spec)?);
+    out.cluster_children
+        .extend(super::dozzle::cluster_objects(parent, spec)?);
     out.children
         .extend(super::dashboard::objects(parent, spec)?);
     out.children.extend(super::route::app_routes(parent, spec)?);
@@ -96,7 +100,7 @@ fn dedup_secrets(secrets: &mut Vec<GeneratedSecret>) {
     secrets.sort_by(|a, b| a.name.cmp(&b.name));
     secrets.dedup_by(|a, b| {
         if a.name == b.name {
-            b.random_keys.extend(a.random_keys.drain(..));
+            b.random_keys.append(&mut a.random_keys);
             b.random_keys.sort();
             b.random_keys.dedup();
             b.templated.extend(std::mem::take(&mut a.templated));

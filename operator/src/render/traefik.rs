@@ -1,10 +1,630 @@
-//! The managed Traefik of a stack.
+//! The managed Traefik of a stack: ServiceAccount, namespaced RBAC,
+//! Deployment, Service, and the dashboard route.
+//!
+//! Entry points:
+//! - `<ingress.traefik.entryPoint>` (default `web`) on :80, published on the
+//!   node with hostPort 80 (the single-node cluster serves `*.lan`). It trusts
+//!   no forwarded headers: `X-Forwarded-*` sent by clients are stripped, so
+//!   `ClientHost` in the access log is the real peer (fail2ban relies on it).
+//! - `tunnel` on :8000, Service-only (no hostPort): cloudflared's origin.
+//!   Only pods can reach it, so it trusts their forwarded headers (the
+//!   visitor's address in `X-Forwarded-For`, `X-Forwarded-Proto: https`).
+//!   Public hosts are routed only here (see `route`).
+//! - `traefik` on :8080, Service-only: `/ping` and `/metrics`. The dashboard
+//!   (`api@internal`) is not served insecurely; it has its own route with
+//!   basic auth at `traefik.<domain.local>` when a secret is given.
+//!
+//! The kubernetescrd provider watches only the stack's namespace with
+//! cluster-scope lookups off, so a Role suffices. What it reads (Traefik v3,
+//! `pkg/provider/kubernetes/crd/client.go`): the `traefik.io` kinds, Services,
+//! EndpointSlices, ConfigMaps and Secrets of the namespace.
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Sysctl, Volume,
+    VolumeMount,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::json;
 
 use super::meta::Parent;
+use super::route::{host_rule, traefik_ingress_route, traefik_middleware};
 use super::{Child, RenderError};
 use crate::api::mediastack::MediaStackSpec;
 
-/// Traefik's ServiceAccount, Role, Deployment, Service (when managed).
-pub fn objects(_parent: &Parent, _spec: &MediaStackSpec) -> Result<Vec<Child>, RenderError> {
-    Ok(Vec::new())
+/// Image of the managed Traefik unless `ingress.traefik.image` is set.
+pub const DEFAULT_IMAGE: &str = "traefik:v3.6.2";
+/// Entry point (and Service port name) cloudflared connects to.
+pub const TUNNEL_ENTRY_POINT: &str = "tunnel";
+/// Port of the tunnel entry point (container and Service).
+pub const TUNNEL_PORT: i32 = 8000;
+/// Entry point (and port name) of `/ping` and `/metrics`; ServiceMonitors select it.
+pub const INTERNAL_ENTRY_POINT: &str = "traefik";
+/// Port of the `traefik` entry point.
+pub const INTERNAL_PORT: i32 = 8080;
+/// Port of the HTTP entry point, in the container and on the node.
+pub const WEB_PORT: i32 = 80;
+/// Name of the HTTP container and Service port (the entry point's name may differ).
+pub const WEB_PORT_NAME: &str = "web";
+/// Path of the Prometheus metrics on the `traefik` port.
+pub const METRICS_PATH: &str = "/metrics";
+/// Name of the Traefik container: fail2ban reads its log directory.
+pub const CONTAINER: &str = "traefik";
+/// Non-root user of the managed Traefik.
+const RUN_AS: i64 = 65532;
+const COMPONENT: &str = "ingress";
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// Name of the Deployment, Service, ServiceAccount, Role and RoleBinding: `<stack>-traefik`.
+pub fn name(parent: &Parent) -> String {
+    parent.child_name(CONTAINER)
+}
+
+/// In-cluster URL cloudflared should forward public hostnames to.
+pub fn tunnel_origin(parent: &Parent) -> String {
+    format!(
+        "http://{}.{}.svc:{TUNNEL_PORT}",
+        name(parent),
+        parent.namespace
+    )
+}
+
+/// Traefik entry point names must be plain words: they end up in arguments
+/// and in fail2ban regexes.
+pub fn validate_entry_point(entry_point: &str) -> Result<(), RenderError> {
+    let ok = !entry_point.is_empty()
+        && entry_point
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Err(RenderError::Invalid(format!(
+            "ingress.traefik.entryPoint {entry_point:?} may contain only letters, digits, '-' and '_'"
+        )));
+    }
+    if entry_point == TUNNEL_ENTRY_POINT || entry_point == INTERNAL_ENTRY_POINT {
+        return Err(RenderError::Invalid(format!(
+            "ingress.traefik.entryPoint {entry_point:?} is reserved for the managed Traefik"
+        )));
+    }
+    Ok(())
+}
+
+/// Traefik's ServiceAccount, Role, RoleBinding, Service, Deployment and the
+/// dashboard route, when `ingress.traefik.managed`; nothing otherwise.
+pub fn objects(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, RenderError> {
+    let traefik = &spec.ingress.traefik;
+    if !traefik.managed {
+        return Ok(Vec::new());
+    }
+    validate_entry_point(&traefik.entry_point)?;
+    let name = name(parent);
+    let meta = || parent.meta(&name, CONTAINER, COMPONENT);
+
+    let account = ServiceAccount {
+        metadata: meta(),
+        ..Default::default()
+    };
+    let role = Role {
+        metadata: meta(),
+        rules: Some(vec![
+            rule(
+                "",
+                &["configmaps", "secrets", "services"],
+                &["get", "list", "watch"],
+            ),
+            rule("discovery.k8s.io", &["endpointslices"], &["list", "watch"]),
+            rule(
+                "traefik.io",
+                &[
+                    "ingressroutes",
+                    "ingressroutetcps",
+                    "ingressrouteudps",
+                    "middlewares",
+                    "middlewaretcps",
+                    "serverstransports",
+                    "serverstransporttcps",
+                    "tlsoptions",
+                    "tlsstores",
+                    "traefikservices",
+                ],
+                &["get", "list", "watch"],
+            ),
+        ]),
+    };
+    let binding = RoleBinding {
+        metadata: meta(),
+        role_ref: RoleRef {
+            api_group: Some(RBAC_GROUP.into()),
+            kind: "Role".into(),
+            name: name.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: name.clone(),
+            namespace: Some(parent.namespace.clone()),
+            api_group: None,
+        }]),
+    };
+    let service = Service {
+        metadata: meta(),
+        spec: Some(ServiceSpec {
+            selector: Some(parent.selector(CONTAINER)),
+            ports: Some(vec![
+                service_port(WEB_PORT_NAME, WEB_PORT),
+                service_port(TUNNEL_ENTRY_POINT, TUNNEL_PORT),
+                service_port(INTERNAL_ENTRY_POINT, INTERNAL_PORT),
+            ]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let deployment = deployment(parent, spec)?;
+
+    let mut out = vec![
+        Child::typed(&account)?,
+        Child::typed(&role)?,
+        Child::typed(&binding)?,
+        Child::typed(&service)?,
+        Child::typed(&deployment)?,
+    ];
+    out.extend(dashboard_route(parent, spec)?);
+    Ok(out)
+}
+
+/// The container arguments: the whole static configuration.
+pub fn args(parent: &Parent, entry_point: &str) -> Vec<String> {
+    [
+        format!("--entrypoints.{entry_point}.address=:{WEB_PORT}/tcp"),
+        format!("--entrypoints.{TUNNEL_ENTRY_POINT}.address=:{TUNNEL_PORT}/tcp"),
+        format!("--entrypoints.{TUNNEL_ENTRY_POINT}.forwardedHeaders.insecure=true"),
+        format!("--entrypoints.{INTERNAL_ENTRY_POINT}.address=:{INTERNAL_PORT}/tcp"),
+        "--ping=true".into(),
+        format!("--ping.entryPoint={INTERNAL_ENTRY_POINT}"),
+        "--api.dashboard=true".into(),
+        "--api.insecure=false".into(),
+        "--metrics.prometheus=true".into(),
+        format!("--metrics.prometheus.entryPoint={INTERNAL_ENTRY_POINT}"),
+        "--log.level=INFO".into(),
+        // Access log: JSON lines on stdout, read by fail2ban from the pod's
+        // log file. Every core field is kept; of the request headers only
+        // CF-Connecting-IP (the visitor behind the tunnel).
+        "--accesslog=true".into(),
+        "--accesslog.format=json".into(),
+        "--accesslog.fields.defaultMode=keep".into(),
+        "--accesslog.fields.headers.defaultMode=drop".into(),
+        "--accesslog.fields.headers.names.CF-Connecting-IP=keep".into(),
+        "--providers.kubernetescrd=true".into(),
+        format!("--providers.kubernetescrd.namespaces={}", parent.namespace),
+        "--providers.kubernetescrd.allowCrossNamespace=false".into(),
+        "--providers.kubernetescrd.disableClusterScopeResources=true".into(),
+        "--global.checkNewVersion=false".into(),
+        "--global.sendAnonymousUsage=false".into(),
+    ]
+    .into()
+}
+
+fn deployment(parent: &Parent, spec: &MediaStackSpec) -> Result<Deployment, RenderError> {
+    let traefik = &spec.ingress.traefik;
+    let name = name(parent);
+    let labels = parent.labels(CONTAINER, COMPONENT);
+    let probe = |period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/ping".into()),
+            port: IntOrString::String(INTERNAL_ENTRY_POINT.into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    };
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(
+            traefik
+                .image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_IMAGE.into()),
+        ),
+        args: Some(args(parent, &traefik.entry_point)),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some(WEB_PORT_NAME.into()),
+                container_port: WEB_PORT,
+                host_port: Some(WEB_PORT),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            container_port(TUNNEL_ENTRY_POINT, TUNNEL_PORT),
+            container_port(INTERNAL_ENTRY_POINT, INTERNAL_PORT),
+        ]),
+        readiness_probe: Some(probe(10, 3)),
+        liveness_probe: Some(probe(10, 6)),
+        resources: Some(traefik.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: Some(vec!["NET_BIND_SERVICE".into()]),
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    Ok(Deployment {
+        metadata: parent.meta(&name, CONTAINER, COMPONENT),
+        spec: DeploymentSpec {
+            replicas: Some(1),
+            // hostPort 80: a second pod cannot start on the node while the
+            // old one runs, so a rolling update would never finish.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                rolling_update: None,
+            }),
+            selector: LabelSelector {
+                match_labels: Some(parent.selector(CONTAINER)),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(name.clone()),
+                    containers: vec![container],
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
+                        // NET_BIND_SERVICE alone does not reach a non-root
+                        // process (no ambient capabilities in Kubernetes), so
+                        // let the pod's network namespace bind :80 unprivileged.
+                        sysctls: Some(vec![Sysctl {
+                            name: "net.ipv4.ip_unprivileged_port_start".into(),
+                            value: "0".into(),
+                        }]),
+                        ..Default::default()
+                    }),
+                    volumes: Some(vec![Volume {
+                        name: "tmp".into(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        status: None,
+    })
+}
+
+/// The dashboard at `traefik.<domain.local>` behind basic auth, when
+/// `ingress.traefik.dashboardAuthSecretRef` is set: a Traefik IngressRoute to
+/// the internal `api@internal` service (the dashboard is never served on a
+/// port without auth) and its basicAuth Middleware.
+fn dashboard_route(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, RenderError> {
+    let traefik = &spec.ingress.traefik;
+    let Some(secret) = &traefik.dashboard_auth_secret_ref else {
+        return Ok(Vec::new());
+    };
+    let route_name = parent.child_name("traefik-dashboard");
+    let auth_name = parent.child_name("traefik-dashboard-auth");
+    let host = format!("traefik.{}", spec.domain.local);
+    let middleware = traefik_middleware(json!({
+        "metadata": parent.meta(&auth_name, CONTAINER, "route"),
+        "spec": {"basicAuth": {"secret": secret.name}},
+    }))?;
+    let route = traefik_ingress_route(json!({
+        "metadata": parent.meta(&route_name, CONTAINER, "route"),
+        "spec": {
+            "entryPoints": [traefik.entry_point],
+            "routes": [{
+                "kind": "Rule",
+                "match": host_rule(&[host.as_str()]),
+                "middlewares": [{"name": auth_name}],
+                "services": [{"kind": "TraefikService", "name": "api@internal"}],
+            }],
+        },
+    }))?;
+    Ok(vec![middleware, route])
+}
+
+fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(
+            [
+                ("cpu".to_string(), Quantity("50m".into())),
+                ("memory".to_string(), Quantity("64Mi".into())),
+            ]
+            .into(),
+        ),
+        limits: Some([("memory".to_string(), Quantity("256Mi".into()))].into()),
+        ..Default::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn service_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::String(name.into())),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::Value;
+
+    use super::super::fixtures::{parent, stack};
+    use super::super::route::traefik_schema;
+    use super::*;
+    use crate::api::common::SecretRef;
+
+    fn with_dashboard() -> MediaStackSpec {
+        let mut spec = stack().spec;
+        spec.ingress.traefik.dashboard_auth_secret_ref = Some(SecretRef {
+            name: "traefik-dashboard-users".into(),
+        });
+        spec
+    }
+
+    fn by_key(children: &[Child]) -> BTreeMap<String, Value> {
+        children
+            .iter()
+            .map(|c| (c.key(), serde_json::to_value(&c.object).expect("json")))
+            .collect()
+    }
+
+    fn container(objs: &BTreeMap<String, Value>) -> Value {
+        objs["Deployment/home-traefik"]["spec"]["template"]["spec"]["containers"][0].clone()
+    }
+
+    fn args_of(objs: &BTreeMap<String, Value>) -> Vec<String> {
+        serde_json::from_value(container(objs)["args"].clone()).expect("args")
+    }
+
+    #[test]
+    fn managed_traefik_snapshots() {
+        let children = objects(&parent(), &with_dashboard()).expect("render");
+        let keys: Vec<String> = children.iter().map(Child::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "ServiceAccount/home-traefik",
+                "Role/home-traefik",
+                "RoleBinding/home-traefik",
+                "Service/home-traefik",
+                "Deployment/home-traefik",
+                "Middleware/home-traefik-dashboard-auth",
+                "IngressRoute/home-traefik-dashboard",
+            ]
+        );
+        traefik_schema::assert_valid(&children);
+        for child in &children {
+            let snap = format!("traefik_{}", child.api.kind.to_lowercase());
+            insta::assert_snapshot!(snap, child.to_yaml());
+        }
+    }
+
+    #[test]
+    fn nothing_when_not_managed() {
+        let mut spec = with_dashboard();
+        spec.ingress.traefik.managed = false;
+        assert!(objects(&parent(), &spec).expect("render").is_empty());
+    }
+
+    #[test]
+    fn dashboard_only_with_its_secret_and_behind_basic_auth() {
+        let objs = by_key(&objects(&parent(), &stack().spec).expect("render"));
+        assert!(!objs.keys().any(|k| k.contains("dashboard")));
+        let args = args_of(&objs);
+        assert!(args.contains(&"--api.insecure=false".to_string()));
+
+        let objs = by_key(&objects(&parent(), &with_dashboard()).expect("render"));
+        let route = &objs["IngressRoute/home-traefik-dashboard"]["spec"];
+        assert_eq!(route["routes"][0]["match"], "Host(`traefik.lan`)");
+        assert_eq!(
+            route["routes"][0]["services"],
+            serde_json::json!([{"kind": "TraefikService", "name": "api@internal"}])
+        );
+        assert_eq!(
+            route["routes"][0]["middlewares"],
+            serde_json::json!([{"name": "home-traefik-dashboard-auth"}])
+        );
+        assert_eq!(
+            objs["Middleware/home-traefik-dashboard-auth"]["spec"],
+            serde_json::json!({"basicAuth": {"secret": "traefik-dashboard-users"}})
+        );
+    }
+
+    #[test]
+    fn rbac_is_namespaced_and_read_only() {
+        let children = objects(&parent(), &stack().spec).expect("render");
+        assert!(
+            children.iter().all(|c| !c.api.kind.starts_with("Cluster")),
+            "no cluster-scoped RBAC"
+        );
+        let objs = by_key(&children);
+        let mut granted = BTreeMap::new();
+        for rule in objs["Role/home-traefik"]["rules"]
+            .as_array()
+            .expect("rules")
+        {
+            let verbs: Vec<String> = serde_json::from_value(rule["verbs"].clone()).expect("verbs");
+            for group in rule["apiGroups"].as_array().expect("groups") {
+                for res in rule["resources"].as_array().expect("resources") {
+                    granted.insert(
+                        format!(
+                            "{}/{}",
+                            group.as_str().unwrap_or(""),
+                            res.as_str().unwrap_or("")
+                        ),
+                        verbs.clone(),
+                    );
+                }
+            }
+        }
+        let read = ["get", "list", "watch"];
+        let expected: BTreeMap<String, Vec<String>> = [
+            ("/configmaps", &read[..]),
+            ("/secrets", &read[..]),
+            ("/services", &read[..]),
+            ("discovery.k8s.io/endpointslices", &read[1..]),
+            ("traefik.io/ingressroutes", &read[..]),
+            ("traefik.io/ingressroutetcps", &read[..]),
+            ("traefik.io/ingressrouteudps", &read[..]),
+            ("traefik.io/middlewares", &read[..]),
+            ("traefik.io/middlewaretcps", &read[..]),
+            ("traefik.io/serverstransports", &read[..]),
+            ("traefik.io/serverstransporttcps", &read[..]),
+            ("traefik.io/tlsoptions", &read[..]),
+            ("traefik.io/tlsstores", &read[..]),
+            ("traefik.io/traefikservices", &read[..]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+        .collect();
+        assert_eq!(granted, expected);
+        let binding = &objs["RoleBinding/home-traefik"];
+        assert_eq!(binding["roleRef"]["kind"], "Role");
+        assert_eq!(binding["subjects"][0]["name"], "home-traefik");
+        assert_eq!(
+            objs["Deployment/home-traefik"]["spec"]["template"]["spec"]["serviceAccountName"],
+            "home-traefik"
+        );
+        // The provider stays within the Role's reach.
+        let args = args_of(&objs);
+        for arg in [
+            "--providers.kubernetescrd.namespaces=media",
+            "--providers.kubernetescrd.allowCrossNamespace=false",
+            "--providers.kubernetescrd.disableClusterScopeResources=true",
+        ] {
+            assert!(args.contains(&arg.to_string()), "{arg}");
+        }
+    }
+
+    #[test]
+    fn entry_points_probes_ports_and_access_log() {
+        let objs = by_key(&objects(&parent(), &stack().spec).expect("render"));
+        let args = args_of(&objs);
+        for arg in [
+            "--entrypoints.web.address=:80/tcp",
+            "--entrypoints.tunnel.address=:8000/tcp",
+            "--entrypoints.tunnel.forwardedHeaders.insecure=true",
+            "--entrypoints.traefik.address=:8080/tcp",
+            "--ping=true",
+            "--metrics.prometheus=true",
+            "--metrics.prometheus.entryPoint=traefik",
+            "--accesslog=true",
+            "--accesslog.format=json",
+            "--accesslog.fields.headers.names.CF-Connecting-IP=keep",
+        ] {
+            assert!(args.contains(&arg.to_string()), "{arg}");
+        }
+        // The LAN entry point trusts no forwarded headers.
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.starts_with("--entrypoints.web.forwardedHeaders"))
+        );
+
+        let c = container(&objs);
+        assert_eq!(c["image"], DEFAULT_IMAGE);
+        assert_eq!(c["ports"][0]["hostPort"], 80);
+        assert_eq!(c["ports"][0]["containerPort"], 80);
+        for probe in ["readinessProbe", "livenessProbe"] {
+            assert_eq!(c[probe]["httpGet"]["path"], "/ping", "{probe}");
+            assert_eq!(c[probe]["httpGet"]["port"], "traefik", "{probe}");
+        }
+        let sc = &c["securityContext"];
+        assert_eq!(sc["runAsNonRoot"], true);
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(
+            sc["capabilities"]["add"],
+            serde_json::json!(["NET_BIND_SERVICE"])
+        );
+        assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+
+        let ports: Vec<(String, i64)> = objs["Service/home-traefik"]["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap_or("").to_string(),
+                    p["port"].as_i64().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("web".into(), 80),
+                ("tunnel".into(), 8000),
+                ("traefik".into(), 8080)
+            ]
+        );
+        assert_eq!(
+            tunnel_origin(&parent()),
+            "http://home-traefik.media.svc:8000"
+        );
+    }
+
+    #[test]
+    fn image_and_entry_point_from_spec() {
+        let mut spec = stack().spec;
+        spec.ingress.traefik.image = Some("traefik:v3.6.4".into());
+        spec.ingress.traefik.entry_point = "http".into();
+        let objs = by_key(&objects(&parent(), &spec).expect("render"));
+        assert_eq!(container(&objs)["image"], "traefik:v3.6.4");
+        assert!(args_of(&objs).contains(&"--entrypoints.http.address=:80/tcp".to_string()));
+
+        for bad in ["tunnel", "traefik", "web sec", "a.b", ""] {
+            spec.ingress.traefik.entry_point = bad.into();
+            assert!(
+                matches!(objects(&parent(), &spec), Err(RenderError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -1,14 +1,294 @@
 //! cloudflared for the stack's public routes.
+//!
+//! The tunnel is token-run (`cloudflared tunnel run` with `TUNNEL_TOKEN`):
+//! its public hostnames and their origin are configured in the Cloudflare
+//! dashboard, pointing at the managed Traefik's `tunnel` entry point
+//! ([`super::traefik::tunnel_origin`]). cloudflared only dials out, so it
+//! needs no Service for traffic; the Service exposes its metrics server
+//! (`/metrics`, and `/ready`, which answers 200 only while connected to the
+//! Cloudflare edge) for a ServiceMonitor.
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::Parent;
 use super::{Child, Inputs, RenderError};
 use crate::api::mediastack::MediaStackSpec;
 
-/// The cloudflared Deployment when a tunnel token is configured.
+/// cloudflared image unless `ingress.tunnel.image` is set.
+pub const DEFAULT_IMAGE: &str = "cloudflare/cloudflared:2025.11.1";
+/// Name of the container, and of the Deployment and Service after the stack.
+pub const CONTAINER: &str = "cloudflared";
+/// Port of the metrics server (`/metrics`, `/ready`).
+pub const METRICS_PORT: i32 = 2000;
+/// Name of the metrics port; ServiceMonitors select it.
+pub const METRICS_PORT_NAME: &str = "metrics";
+/// Key of the tunnel token in `ingress.tunnel.tokenSecretRef`.
+pub const TOKEN_KEY: &str = "token";
+/// The distroless image's non-root user.
+const RUN_AS: i64 = 65532;
+const COMPONENT: &str = "tunnel";
+
+/// Name of the Deployment and Service: `<stack>-cloudflared`.
+pub fn name(parent: &Parent) -> String {
+    parent.child_name(CONTAINER)
+}
+
+/// Whether cloudflared runs: a tunnel is configured and its token Secret has
+/// the key `token`.
+pub fn enabled(spec: &MediaStackSpec, inputs: &Inputs) -> bool {
+    spec.ingress.tunnel.is_some() && inputs.tunnel_token_ready
+}
+
+/// The cloudflared Deployment and its metrics Service, when [`enabled`].
 pub fn objects(
-    _parent: &Parent,
-    _spec: &MediaStackSpec,
-    _inputs: &Inputs,
+    parent: &Parent,
+    spec: &MediaStackSpec,
+    inputs: &Inputs,
 ) -> Result<Vec<Child>, RenderError> {
-    Ok(Vec::new())
+    let Some(tunnel) = spec
+        .ingress
+        .tunnel
+        .as_ref()
+        .filter(|_| enabled(spec, inputs))
+    else {
+        return Ok(Vec::new());
+    };
+    let name = name(parent);
+    let probe = |period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/ready".into()),
+            port: IntOrString::String(METRICS_PORT_NAME.into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    };
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(tunnel.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into())),
+        args: Some(
+            [
+                "tunnel",
+                "--no-autoupdate",
+                "--metrics",
+                &format!("0.0.0.0:{METRICS_PORT}"),
+                "run",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ),
+        env: Some(vec![EnvVar {
+            name: "TUNNEL_TOKEN".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: tunnel.token_secret_ref.name.clone(),
+                    key: TOKEN_KEY.into(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ports: Some(vec![ContainerPort {
+            name: Some(METRICS_PORT_NAME.into()),
+            container_port: METRICS_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        // Up to 2.5 minutes to reach the edge at start; then unready after
+        // 30 s without a connection, restarted after 60 s.
+        startup_probe: Some(probe(5, 30)),
+        readiness_probe: Some(probe(10, 3)),
+        liveness_probe: Some(probe(10, 6)),
+        resources: Some(ResourceRequirements {
+            requests: Some(
+                [
+                    ("cpu".to_string(), Quantity("10m".into())),
+                    ("memory".to_string(), Quantity("32Mi".into())),
+                ]
+                .into(),
+            ),
+            limits: Some([("memory".to_string(), Quantity("128Mi".into()))].into()),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let deployment = Deployment {
+        metadata: parent.meta(&name, CONTAINER, COMPONENT),
+        spec: DeploymentSpec {
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(parent.selector(CONTAINER)),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(parent.labels(CONTAINER, COMPONENT)),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    // cloudflared does not talk to the API server.
+                    automount_service_account_token: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        status: None,
+    };
+    let service = Service {
+        metadata: parent.meta(&name, CONTAINER, COMPONENT),
+        spec: Some(ServiceSpec {
+            selector: Some(parent.selector(CONTAINER)),
+            ports: Some(vec![ServicePort {
+                name: Some(METRICS_PORT_NAME.into()),
+                port: METRICS_PORT,
+                target_port: Some(IntOrString::String(METRICS_PORT_NAME.into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    Ok(vec![Child::typed(&service)?, Child::typed(&deployment)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::super::fixtures::{inputs, parent, stack};
+    use super::*;
+    use crate::api::common::SecretRef;
+    use crate::api::mediastack::Tunnel;
+
+    fn with_tunnel() -> MediaStackSpec {
+        let mut spec = stack().spec;
+        spec.ingress.tunnel = Some(Tunnel {
+            token_secret_ref: SecretRef {
+                name: "cloudflare-tunnel".into(),
+            },
+            image: None,
+        });
+        spec
+    }
+
+    fn ready() -> Inputs {
+        Inputs {
+            tunnel_token_ready: true,
+            ..inputs()
+        }
+    }
+
+    #[test]
+    fn cloudflared_snapshots() {
+        let children = objects(&parent(), &with_tunnel(), &ready()).expect("render");
+        let keys: Vec<String> = children.iter().map(Child::key).collect();
+        assert_eq!(
+            keys,
+            ["Service/home-cloudflared", "Deployment/home-cloudflared"]
+        );
+        for child in &children {
+            let snap = format!("cloudflared_{}", child.api.kind.to_lowercase());
+            insta::assert_snapshot!(snap, child.to_yaml());
+        }
+    }
+
+    #[test]
+    fn no_tunnel_without_its_token_or_config() {
+        assert!(
+            objects(&parent(), &with_tunnel(), &inputs())
+                .expect("render")
+                .is_empty(),
+            "token Secret not ready"
+        );
+        assert!(
+            objects(&parent(), &stack().spec, &ready())
+                .expect("render")
+                .is_empty(),
+            "no tunnel configured"
+        );
+    }
+
+    #[test]
+    fn token_from_the_secret_and_probes_on_the_metrics_port() {
+        let children = objects(&parent(), &with_tunnel(), &ready()).expect("render");
+        let dep = serde_json::to_value(&children[1].object).expect("json");
+        let c: &Value = &dep["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["image"], DEFAULT_IMAGE);
+        assert_eq!(
+            c["args"],
+            json!([
+                "tunnel",
+                "--no-autoupdate",
+                "--metrics",
+                "0.0.0.0:2000",
+                "run"
+            ])
+        );
+        assert_eq!(
+            c["env"],
+            json!([{"name": "TUNNEL_TOKEN", "valueFrom": {"secretKeyRef": {
+                "name": "cloudflare-tunnel", "key": "token", "optional": false
+            }}}])
+        );
+        for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+            assert_eq!(c[probe]["httpGet"]["path"], "/ready", "{probe}");
+            assert_eq!(c[probe]["httpGet"]["port"], "metrics", "{probe}");
+        }
+        let sc = &c["securityContext"];
+        assert_eq!(sc["runAsNonRoot"], true);
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+        let svc = serde_json::to_value(&children[0].object).expect("json");
+        assert_eq!(
+            svc["spec"]["ports"],
+            json!([{"name": "metrics", "port": 2000, "protocol": "TCP", "targetPort": "metrics"}])
+        );
+
+        let mut spec = with_tunnel();
+        if let Some(t) = spec.ingress.tunnel.as_mut() {
+            t.image = Some("cloudflare/cloudflared:2025.12.0".into());
+        }
+        let children = objects(&parent(), &spec, &ready()).expect("render");
+        let dep = serde_json::to_value(&children[1].object).expect("json");
+        assert_eq!(
+            dep["spec"]["template"]["spec"]["containers"][0]["image"],
+            "cloudflare/cloudflared:2025.12.0"
+        );
+    }
 }

@@ -1,12 +1,38 @@
-//! Per-app Deployment and Service. (Owner: MediaStack workloads.)
+//! Per-app Deployment, Service and config claim.
+//!
+//! One Deployment `<stack>-<app>` with one replica and one container named
+//! after the app, a ClusterIP Service `<stack>-<app>` on the `http` port, and
+//! the app's config claim. The VPN sidecar and the exporter are added later
+//! by `vpn` and `monitoring`; this module renders the app alone.
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    HTTPGetAction, HTTPHeader, PersistentVolumeClaim, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort,
+    ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::Parent;
-use super::{Child, Inputs, RenderError};
-use crate::api::mediastack::{AppSpec, MediaStackSpec};
-use crate::catalog::App;
+use super::{Child, Inputs, RenderError, dashboard, dozzle, storage};
+use crate::api::mediastack::{AppSpec, Identity, MediaStackSpec};
+use crate::catalog::{App, Health, IdentityStyle};
+
+/// Name of the app's container port (and the Service port's target).
+pub const HTTP_PORT: &str = "http";
+/// Pod annotation naming the app container, so `kubectl logs/exec` pick it
+/// over the sidecars added later.
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
+/// Old ReplicaSets kept for `kubectl rollout undo`.
+const REVISION_HISTORY: i32 = 3;
 
 /// The objects of one app before the VPN and exporter sidecars are added.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -35,14 +61,979 @@ impl AppObjects {
 }
 
 /// Renders the Deployment, Service and config claim of `app`.
+///
+/// Dependency order: while a dependency of `app` (`App::depends_on`) is
+/// enabled but not in `inputs.ready_apps`, the Deployment has 0 replicas and
+/// `waiting_for` says what it waits for. A dependency that is not enabled
+/// at all is ignored: the app cannot wait for something that is never
+/// started, so it runs. Waiting only gates the *start*: an app that is
+/// itself ready keeps running when its dependency restarts.
 pub fn app(
-    _parent: &Parent,
-    _spec: &MediaStackSpec,
-    _app: &App,
-    _app_spec: &AppSpec,
-    _inputs: &Inputs,
+    parent: &Parent,
+    spec: &MediaStackSpec,
+    app: &App,
+    app_spec: &AppSpec,
+    inputs: &Inputs,
 ) -> Result<AppObjects, RenderError> {
-    Err(RenderError::Invalid(
-        "workload rendering is not implemented yet".into(),
-    ))
+    let name = parent.child_name(app.name);
+    let waiting_for = waiting_for(spec, app, inputs);
+
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    if let Some(data) = &app.data {
+        volumes.push(storage::data_volume(parent, &spec.storage.data)?);
+        mounts.push(storage::data_mount(data));
+    }
+    if let Some(config) = storage::config_volume(parent, app) {
+        volumes.push(config);
+        mounts.extend(storage::config_mounts(app));
+    }
+
+    let mut env = vec![env_var("TZ", &spec.timezone)];
+    if app.identity == IdentityStyle::Linuxserver {
+        env.push(env_var("PUID", &spec.identity.uid.to_string()));
+        env.push(env_var("PGID", &spec.identity.gid.to_string()));
+        env.push(env_var("UMASK", &spec.identity.umask));
+    }
+    let mut annotations = BTreeMap::from([(
+        DEFAULT_CONTAINER_ANNOTATION.to_string(),
+        app.name.to_string(),
+    )]);
+    let mut service_account = None;
+    let mut probe_host = None;
+    match app.name {
+        "qbittorrent" => {
+            env.push(env_var("WEBUI_PORT", &app.port.to_string()));
+            // Kept at the image default; useless with Mullvad (no port
+            // forwarding), so no Service port is opened for it.
+            env.push(env_var("TORRENTING_PORT", "6881"));
+        }
+        dozzle::APP => {
+            env.push(env_var("DOZZLE_MODE", "k8s"));
+            env.push(env_var("DOZZLE_NAMESPACE", &parent.namespace));
+            env.push(env_var("DOZZLE_ENABLE_ACTIONS", "false"));
+            env.push(env_var("DOZZLE_NO_ANALYTICS", "true"));
+            // `/healthcheck` is always served; nothing to switch on. Settings
+            // in /data are rebuilt on restart: an emptyDir is enough.
+            volumes.push(empty_dir("dozzle-data"));
+            mounts.push(mount("dozzle-data", "/data", None));
+            service_account = Some(dozzle::service_account_name(parent));
+        }
+        dashboard::APP => {
+            if let Some(hosts) = dashboard::allowed_hosts(app, spec) {
+                env.push(env_var("HOMEPAGE_ALLOWED_HOSTS", &hosts));
+            }
+            env.push(env_var("LOG_TARGETS", "stdout"));
+            let files = dashboard::config_files(parent, spec);
+            annotations.insert(
+                dashboard::CONFIG_HASH_ANNOTATION.into(),
+                dashboard::config_hash(&files),
+            );
+            // A writable /app/config (Homepage copies default files it
+            // misses there) with each generated file mounted over it.
+            volumes.push(empty_dir("dashboard-dir"));
+            mounts.push(mount("dashboard-dir", dashboard::CONFIG_DIR, None));
+            volumes.push(Volume {
+                name: "dashboard-config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: dashboard::config_map_name(parent),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            for file in files.keys() {
+                let path = format!("{}/{file}", dashboard::CONFIG_DIR);
+                mounts.push(VolumeMount {
+                    read_only: Some(true),
+                    ..mount("dashboard-config", &path, Some(file))
+                });
+            }
+            // Homepage answers 400 to a `Host` it does not allow; the
+            // kubelet would send the pod IP.
+            probe_host = Some(format!("localhost:{}", app.port));
+        }
+        _ => {}
+    }
+    let env = merge_env(env, &app_spec.env);
+
+    let (startup, liveness, readiness) = probes(app, probe_host.as_deref());
+    let container = Container {
+        name: app.name.into(),
+        image: Some(
+            app_spec
+                .image
+                .clone()
+                .unwrap_or_else(|| app.image.to_string()),
+        ),
+        image_pull_policy: Some("IfNotPresent".into()),
+        ports: Some(vec![ContainerPort {
+            name: Some(HTTP_PORT.into()),
+            container_port: i32::from(app.port),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        env: Some(env),
+        resources: Some(
+            app_spec
+                .resources
+                .clone()
+                .unwrap_or_else(|| default_resources(app)),
+        ),
+        startup_probe: Some(startup),
+        liveness_probe: Some(liveness),
+        readiness_probe: Some(readiness),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        security_context: container_security(app),
+        ..Default::default()
+    };
+
+    let pod = PodSpec {
+        containers: vec![container],
+        volumes: (!volumes.is_empty()).then_some(volumes),
+        security_context: Some(pod_security(app, &spec.identity)),
+        service_account_name: service_account,
+        automount_service_account_token: Some(app.name == dozzle::APP),
+        enable_service_links: Some(false),
+        ..Default::default()
+    };
+
+    let deployment = Deployment {
+        metadata: parent.meta(&name, app.name, "app"),
+        spec: DeploymentSpec {
+            replicas: Some(if waiting_for.is_some() { 0 } else { 1 }),
+            revision_history_limit: Some(REVISION_HISTORY),
+            selector: LabelSelector {
+                match_labels: Some(parent.selector(app.name)),
+                match_expressions: None,
+            },
+            strategy: Some(strategy(app)),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(parent.labels(app.name, "app")),
+                    annotations: Some(annotations),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+
+    let service = Service {
+        metadata: parent.meta(&name, app.name, "app"),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(parent.selector(app.name)),
+            ports: Some(vec![ServicePort {
+                name: Some(HTTP_PORT.into()),
+                port: i32::from(app.port),
+                target_port: Some(IntOrString::String(HTTP_PORT.into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    Ok(AppObjects {
+        deployment,
+        service,
+        config_claim: storage::config_claim(parent, spec, app),
+        extra: Vec::new(),
+        waiting_for,
+    })
+}
+
+/// What `app` waits for before it starts, if anything (see [`app`]).
+fn waiting_for(spec: &MediaStackSpec, app: &App, inputs: &Inputs) -> Option<String> {
+    let ready = |name: &str| inputs.ready_apps.iter().any(|r| r == name);
+    if ready(app.name) {
+        return None;
+    }
+    let missing: Vec<&str> = app
+        .depends_on
+        .iter()
+        .copied()
+        .filter(|dep| spec.apps.get(dep).is_some_and(|s| s.enabled) && !ready(dep))
+        .collect();
+    (!missing.is_empty()).then(|| format!("{} to be ready", missing.join(" and ")))
+}
+
+/// `Recreate` for apps with a config claim: their databases allow one
+/// writer, and a ReadWriteOnce claim cannot be shared by two pods on
+/// different nodes. `RollingUpdate` (never below one pod) otherwise.
+fn strategy(app: &App) -> DeploymentStrategy {
+    if app.config.is_empty() {
+        DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(IntOrString::Int(1)),
+                max_unavailable: Some(IntOrString::Int(0)),
+            }),
+        }
+    } else {
+        DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            rolling_update: None,
+        }
+    }
+}
+
+/// Operator-set variables first, then the user's; a user variable replaces
+/// the operator's of the same name.
+fn merge_env(mut ours: Vec<EnvVar>, user: &[EnvVar]) -> Vec<EnvVar> {
+    ours.retain(|e| !user.iter().any(|u| u.name == e.name));
+    ours.extend(user.iter().cloned());
+    ours
+}
+
+/// Memory limit and request and a CPU request from the catalog (the
+/// compose setup's limits). No CPU limit: throttling a transcode or an
+/// import helps nobody on a home server.
+fn default_resources(app: &App) -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_string());
+    ResourceRequirements {
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            q(app.memory_limit),
+        )])),
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), q(app.cpu_request)),
+            ("memory".to_string(), q(app.memory_request)),
+        ])),
+        claims: None,
+    }
+}
+
+/// Startup, liveness and readiness probes on the app's health check.
+///
+/// The startup probe allows 15 minutes (5 s x 180): Jellyfin and the *arr
+/// apps migrate their databases on the first start after an upgrade, and a
+/// liveness kill in the middle of a migration can corrupt it. Liveness only
+/// restarts after 2.5 minutes of failures.
+fn probes(app: &App, host: Option<&str>) -> (Probe, Probe, Probe) {
+    let check = || match app.health {
+        Health::Http(path) => Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.into()),
+                port: IntOrString::String(HTTP_PORT.into()),
+                http_headers: host.map(|h| {
+                    vec![HTTPHeader {
+                        name: "Host".into(),
+                        value: h.into(),
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Health::Tcp => Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String(HTTP_PORT.into()),
+                host: None,
+            }),
+            ..Default::default()
+        },
+    };
+    let startup = Probe {
+        period_seconds: Some(5),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(180),
+        ..check()
+    };
+    let liveness = Probe {
+        period_seconds: Some(30),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(5),
+        ..check()
+    };
+    let readiness = Probe {
+        period_seconds: Some(10),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(3),
+        ..check()
+    };
+    (startup, liveness, readiness)
+}
+
+/// Pod security. `RunAs` images run as the stack identity from the start;
+/// linuxserver images must start as root to drop to `PUID`/`PGID`
+/// themselves, so they get no `runAsUser`. Both get `fsGroup` with
+/// `OnRootMismatch`, so volumes are group-writable without a recursive chown
+/// on every start.
+fn pod_security(app: &App, identity: &Identity) -> PodSecurityContext {
+    let base = PodSecurityContext {
+        fs_group: Some(identity.gid),
+        fs_group_change_policy: Some("OnRootMismatch".into()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    };
+    match app.identity {
+        IdentityStyle::Linuxserver => base,
+        IdentityStyle::RunAs => PodSecurityContext {
+            run_as_user: Some(identity.uid),
+            run_as_group: Some(identity.gid),
+            run_as_non_root: Some(true),
+            ..base
+        },
+    }
+}
+
+/// Container security: images that never need root lose every capability
+/// and privilege escalation. linuxserver images keep the defaults (their
+/// init changes ownership and user as root).
+fn container_security(app: &App) -> Option<SecurityContext> {
+    match app.identity {
+        IdentityStyle::Linuxserver => None,
+        IdentityStyle::RunAs => Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn env_var(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn empty_dir(name: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }
+}
+
+fn mount(volume: &str, path: &str, sub_path: Option<&str>) -> VolumeMount {
+    VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        sub_path: sub_path.map(Into::into),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{inputs, parent, stack};
+    use super::*;
+    use crate::api::mediastack::DataStorage;
+    use crate::catalog;
+
+    fn facts(name: &str) -> &'static App {
+        catalog::app(name).expect("known app")
+    }
+
+    fn render_with(spec: &MediaStackSpec, name: &str, inputs: &Inputs) -> AppObjects {
+        let app = facts(name);
+        let app_spec = spec.apps.get(name).cloned().unwrap_or_default();
+        super::app(&parent(), spec, app, &app_spec, inputs).expect("render")
+    }
+
+    fn render(name: &str) -> AppObjects {
+        render_with(&stack().spec, name, &inputs())
+    }
+
+    fn pod(objs: &AppObjects) -> PodSpec {
+        objs.deployment
+            .spec
+            .template
+            .spec
+            .clone()
+            .expect("pod spec")
+    }
+
+    fn container(objs: &AppObjects) -> Container {
+        pod(objs)
+            .containers
+            .into_iter()
+            .next()
+            .expect("one container")
+    }
+
+    fn env(objs: &AppObjects) -> BTreeMap<String, String> {
+        container(objs)
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect()
+    }
+
+    fn replicas(objs: &AppObjects) -> Option<i32> {
+        objs.deployment.spec.replicas
+    }
+
+    fn memory_limit(objs: &AppObjects) -> Option<String> {
+        container(objs)
+            .resources
+            .and_then(|r| r.limits)
+            .and_then(|l| l.get("memory").map(|q| q.0.clone()))
+    }
+
+    const ALL: [&str; 9] = [
+        "jellyfin",
+        "jellyseerr",
+        "sonarr",
+        "radarr",
+        "prowlarr",
+        "bazarr",
+        "qbittorrent",
+        "dozzle",
+        "dashboard",
+    ];
+
+    #[test]
+    fn golden_objects_of_every_app() {
+        let spec = stack().spec;
+        assert_eq!(
+            spec.apps.enabled().count(),
+            ALL.len(),
+            "fixture enables every app"
+        );
+        for (app, app_spec) in spec.apps.enabled() {
+            let objs = super::app(&parent(), &spec, app, app_spec, &inputs()).expect("render");
+            for child in objs.into_children().expect("children") {
+                let snap = format!("{}_{}", app.name, child.api.kind.to_lowercase());
+                insta::assert_snapshot!(snap, child.to_yaml());
+            }
+        }
+    }
+
+    #[test]
+    fn rendering_twice_gives_identical_yaml() {
+        let yaml = || -> Vec<String> {
+            let spec = stack().spec;
+            spec.apps
+                .enabled()
+                .flat_map(|(app, app_spec)| {
+                    super::app(&parent(), &spec, app, app_spec, &inputs())
+                        .and_then(AppObjects::into_children)
+                        .expect("render")
+                })
+                .map(|c| c.to_yaml())
+                .collect()
+        };
+        assert_eq!(yaml(), yaml());
+    }
+
+    #[test]
+    fn data_is_mounted_once_per_pod_at_the_apps_sub_tree() {
+        // (app, subPath, mountPath, read-only)
+        let expected = [
+            ("jellyfin", Some("media"), "/data/media", true),
+            ("sonarr", None, "/data", false),
+            ("radarr", None, "/data", false),
+            ("bazarr", Some("media"), "/data/media", false),
+            ("qbittorrent", Some("torrents"), "/data/torrents", false),
+        ];
+        for (name, sub_path, path, read_only) in expected {
+            let objs = render(name);
+            let data_volumes: Vec<Volume> = pod(&objs)
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|v| v.host_path.is_some() || v.name == "data")
+                .collect();
+            assert_eq!(data_volumes.len(), 1, "{name}: one data volume");
+            let mounts: Vec<VolumeMount> = container(&objs)
+                .volume_mounts
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.name == data_volumes[0].name)
+                .collect();
+            assert_eq!(mounts.len(), 1, "{name}: data mounted once");
+            assert_eq!(mounts[0].sub_path.as_deref(), sub_path, "{name}");
+            assert_eq!(mounts[0].mount_path, path, "{name}");
+            assert_eq!(mounts[0].read_only.unwrap_or(false), read_only, "{name}");
+        }
+        for name in ["jellyseerr", "prowlarr", "dozzle", "dashboard"] {
+            let objs = render(name);
+            let volumes = pod(&objs).volumes.unwrap_or_default();
+            assert!(
+                volumes
+                    .iter()
+                    .all(|v| v.host_path.is_none() && v.name != "data"),
+                "{name} mounts the data volume"
+            );
+        }
+    }
+
+    #[test]
+    fn data_source_follows_the_storage_spec() {
+        let source = |data: DataStorage| {
+            let mut spec = stack().spec;
+            spec.storage.data = data;
+            let objs = render_with(&spec, "sonarr", &inputs());
+            pod(&objs)
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .find(|v| v.name == "data")
+                .expect("data volume")
+        };
+        let host = source(DataStorage {
+            host_path: Some("/mnt/pool".into()),
+            ..Default::default()
+        });
+        let hp = host.host_path.expect("hostPath");
+        assert_eq!(hp.path, "/mnt/pool");
+        assert_eq!(hp.type_.as_deref(), Some("DirectoryOrCreate"));
+
+        let claim = source(DataStorage {
+            claim_name: Some("nas".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            claim.persistent_volume_claim.expect("pvc").claim_name,
+            "nas"
+        );
+
+        let created = source(DataStorage {
+            size: Some(Quantity("4Ti".into())),
+            ..Default::default()
+        });
+        assert_eq!(
+            created.persistent_volume_claim.expect("pvc").claim_name,
+            "home-data"
+        );
+    }
+
+    #[test]
+    fn config_dirs_are_sub_paths_of_one_claim() {
+        let objs = render("jellyfin");
+        let claim = objs.config_claim.clone().expect("config claim");
+        assert_eq!(claim.metadata.name.as_deref(), Some("home-jellyfin-config"));
+        let volume = pod(&objs)
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .find(|v| v.name == "config")
+            .expect("config volume");
+        assert_eq!(
+            volume.persistent_volume_claim.expect("pvc").claim_name,
+            "home-jellyfin-config"
+        );
+        let mounts: BTreeMap<String, Option<String>> = container(&objs)
+            .volume_mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.name == "config")
+            .map(|m| (m.mount_path, m.sub_path))
+            .collect();
+        assert_eq!(
+            mounts,
+            BTreeMap::from([
+                ("/cache".to_string(), Some("cache".to_string())),
+                ("/config".to_string(), Some("config".to_string())),
+            ])
+        );
+        let seerr = container(&render("jellyseerr"))
+            .volume_mounts
+            .unwrap_or_default();
+        assert!(seerr.iter().any(|m| m.mount_path == "/app/config"));
+    }
+
+    #[test]
+    fn probes_hit_the_real_health_routes() {
+        for (name, path) in [
+            ("bazarr", "/api/system/ping"),
+            ("jellyfin", "/health"),
+            ("jellyseerr", "/api/v1/status"),
+            ("sonarr", "/ping"),
+            ("dozzle", "/healthcheck"),
+            ("dashboard", "/api/healthcheck"),
+        ] {
+            let c = container(&render(name));
+            for probe in [c.startup_probe, c.liveness_probe, c.readiness_probe] {
+                let get = probe.and_then(|p| p.http_get).expect("httpGet probe");
+                assert_eq!(get.path.as_deref(), Some(path), "{name}");
+                assert_eq!(get.port, IntOrString::String("http".into()), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn qbittorrent_is_probed_over_tcp_and_told_its_ports() {
+        let objs = render("qbittorrent");
+        let c = container(&objs);
+        for probe in [c.startup_probe, c.liveness_probe, c.readiness_probe] {
+            let probe = probe.expect("probe");
+            assert!(probe.http_get.is_none());
+            assert_eq!(
+                probe.tcp_socket.expect("tcpSocket").port,
+                IntOrString::String("http".into())
+            );
+        }
+        let env = env(&objs);
+        assert_eq!(env.get("WEBUI_PORT").map(String::as_str), Some("8080"));
+        assert_eq!(env.get("TORRENTING_PORT").map(String::as_str), Some("6881"));
+        // The torrent port is useless behind Mullvad: only the WebUI is served.
+        let ports = objs.service.spec.and_then(|s| s.ports).unwrap_or_default();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0].port, 8080);
+    }
+
+    #[test]
+    fn the_dashboard_probe_passes_homepages_host_check() {
+        let c = container(&render("dashboard"));
+        let headers = c
+            .liveness_probe
+            .and_then(|p| p.http_get)
+            .and_then(|g| g.http_headers)
+            .unwrap_or_default();
+        assert!(
+            headers
+                .iter()
+                .any(|h| h.name == "Host" && h.value == "localhost:3000")
+        );
+    }
+
+    #[test]
+    fn linuxserver_apps_get_puid_pgid_umask_and_start_as_root() {
+        for name in ["sonarr", "radarr", "prowlarr", "bazarr", "qbittorrent"] {
+            let objs = render(name);
+            let env = env(&objs);
+            assert_eq!(env.get("PUID").map(String::as_str), Some("1000"), "{name}");
+            assert_eq!(env.get("PGID").map(String::as_str), Some("1000"), "{name}");
+            assert_eq!(env.get("UMASK").map(String::as_str), Some("002"), "{name}");
+            assert_eq!(
+                env.get("TZ").map(String::as_str),
+                Some("Europe/Amsterdam"),
+                "{name}"
+            );
+            let sc = pod(&objs).security_context.expect("pod securityContext");
+            assert_eq!(sc.run_as_user, None, "{name} must start as root");
+            assert_eq!(sc.run_as_non_root, None, "{name}");
+            assert_eq!(sc.fs_group, Some(1000), "{name}");
+            assert_eq!(
+                sc.fs_group_change_policy.as_deref(),
+                Some("OnRootMismatch"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn runas_apps_run_as_the_stack_identity_without_puid() {
+        let mut spec = stack().spec;
+        spec.identity.uid = 1500;
+        spec.identity.gid = 1600;
+        for name in ["jellyfin", "jellyseerr", "dozzle", "dashboard"] {
+            let objs = render_with(&spec, name, &inputs());
+            let env = env(&objs);
+            assert!(
+                !env.contains_key("PUID") && !env.contains_key("PGID"),
+                "{name}"
+            );
+            assert_eq!(
+                env.get("TZ").map(String::as_str),
+                Some("Europe/Amsterdam"),
+                "{name}"
+            );
+            let sc = pod(&objs).security_context.expect("pod securityContext");
+            assert_eq!(sc.run_as_user, Some(1500), "{name}");
+            assert_eq!(sc.run_as_group, Some(1600), "{name}");
+            assert_eq!(sc.fs_group, Some(1600), "{name}");
+            assert_eq!(sc.run_as_non_root, Some(true), "{name}");
+            assert_eq!(
+                sc.fs_group_change_policy.as_deref(),
+                Some("OnRootMismatch"),
+                "{name}"
+            );
+            let csc = container(&objs)
+                .security_context
+                .expect("container securityContext");
+            assert_eq!(csc.allow_privilege_escalation, Some(false), "{name}");
+            assert_eq!(
+                csc.capabilities.and_then(|c| c.drop),
+                Some(vec!["ALL".to_string()]),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn jellyseerr_waits_for_jellyfin_to_be_ready() {
+        let spec = stack().spec;
+        let not_ready = Inputs {
+            ready_apps: Vec::new(),
+            ..inputs()
+        };
+        let waiting = render_with(&spec, "jellyseerr", &not_ready);
+        assert_eq!(replicas(&waiting), Some(0));
+        let message = waiting.waiting_for.expect("waiting message");
+        assert!(message.contains("jellyfin"), "{message}");
+
+        let started = render_with(&spec, "jellyseerr", &inputs());
+        assert_eq!(replicas(&started), Some(1));
+        assert_eq!(started.waiting_for, None);
+    }
+
+    #[test]
+    fn jellyseerr_runs_when_jellyfin_is_not_enabled() {
+        let mut spec = stack().spec;
+        spec.apps.jellyfin = Some(AppSpec {
+            enabled: false,
+            ..Default::default()
+        });
+        let none_ready = Inputs {
+            ready_apps: Vec::new(),
+            ..inputs()
+        };
+        let objs = render_with(&spec, "jellyseerr", &none_ready);
+        assert_eq!(replicas(&objs), Some(1));
+        assert_eq!(objs.waiting_for, None);
+        spec.apps.jellyfin = None;
+        assert_eq!(
+            replicas(&render_with(&spec, "jellyseerr", &none_ready)),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_running_jellyseerr_keeps_running_while_jellyfin_restarts() {
+        let only_seerr = Inputs {
+            ready_apps: vec!["jellyseerr".into()],
+            ..inputs()
+        };
+        let objs = render_with(&stack().spec, "jellyseerr", &only_seerr);
+        assert_eq!(replicas(&objs), Some(1));
+        assert_eq!(objs.waiting_for, None);
+    }
+
+    #[test]
+    fn apps_without_dependencies_never_wait() {
+        let none_ready = Inputs {
+            ready_apps: Vec::new(),
+            ..inputs()
+        };
+        for name in ALL.iter().filter(|n| **n != "jellyseerr") {
+            let objs = render_with(&stack().spec, name, &none_ready);
+            assert_eq!(replicas(&objs), Some(1), "{name}");
+        }
+    }
+
+    #[test]
+    fn user_env_wins_and_comes_last() {
+        let mut spec = stack().spec;
+        spec.apps.sonarr = Some(AppSpec {
+            env: vec![
+                EnvVar {
+                    name: "UMASK".into(),
+                    value: Some("022".into()),
+                    value_from: None,
+                },
+                EnvVar {
+                    name: "EXTRA".into(),
+                    value: Some("1".into()),
+                    value_from: None,
+                },
+            ],
+            ..Default::default()
+        });
+        let objs = render_with(&spec, "sonarr", &inputs());
+        let list = container(&objs).env.unwrap_or_default();
+        let umasks: Vec<&EnvVar> = list.iter().filter(|e| e.name == "UMASK").collect();
+        assert_eq!(umasks.len(), 1, "no duplicate names");
+        assert_eq!(umasks[0].value.as_deref(), Some("022"));
+        let names: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names[names.len() - 2..], ["UMASK", "EXTRA"]);
+        assert!(names.contains(&"PUID") && names.contains(&"TZ"));
+    }
+
+    #[test]
+    fn resources_default_to_the_seed_limits() {
+        for (name, limit) in [
+            ("jellyfin", "2Gi"),
+            ("qbittorrent", "4Gi"),
+            ("sonarr", "1Gi"),
+            ("radarr", "512Mi"),
+            ("bazarr", "512Mi"),
+            ("prowlarr", "256Mi"),
+        ] {
+            let objs = render(name);
+            assert_eq!(memory_limit(&objs).as_deref(), Some(limit), "{name}");
+            let r = container(&objs).resources.expect("resources");
+            let requests = r.requests.unwrap_or_default();
+            assert!(
+                requests.contains_key("memory") && requests.contains_key("cpu"),
+                "{name}"
+            );
+            assert!(
+                !r.limits.unwrap_or_default().contains_key("cpu"),
+                "{name}: no CPU limit"
+            );
+        }
+    }
+
+    #[test]
+    fn user_resources_and_image_replace_the_defaults() {
+        let mut spec = stack().spec;
+        let resources = ResourceRequirements {
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("8Gi".into()),
+            )])),
+            ..Default::default()
+        };
+        spec.apps.jellyfin = Some(AppSpec {
+            image: Some("jellyfin/jellyfin:10.11.6".into()),
+            resources: Some(resources.clone()),
+            ..Default::default()
+        });
+        let c = container(&render_with(&spec, "jellyfin", &inputs()));
+        assert_eq!(c.resources, Some(resources));
+        assert_eq!(c.image.as_deref(), Some("jellyfin/jellyfin:10.11.6"));
+    }
+
+    #[test]
+    fn single_writer_apps_are_recreated_not_rolled() {
+        for name in ALL {
+            let objs = render(name);
+            let kind = objs
+                .deployment
+                .spec
+                .strategy
+                .and_then(|s| s.type_)
+                .expect("strategy");
+            let expected = if objs.config_claim.is_some() {
+                "Recreate"
+            } else {
+                "RollingUpdate"
+            };
+            assert_eq!(kind, expected, "{name}");
+        }
+        assert!(render("sonarr").config_claim.is_some());
+        assert!(render("dozzle").config_claim.is_none());
+        assert!(render("dashboard").config_claim.is_none());
+    }
+
+    #[test]
+    fn only_dozzle_gets_an_api_token() {
+        for name in ALL {
+            let p = pod(&render(name));
+            assert_eq!(
+                p.automount_service_account_token,
+                Some(name == "dozzle"),
+                "{name}"
+            );
+            assert_eq!(p.enable_service_links, Some(false), "{name}");
+            let sa = p.service_account_name;
+            if name == "dozzle" {
+                assert_eq!(sa.as_deref(), Some("home-dozzle"));
+            } else {
+                assert_eq!(sa, None, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn dozzle_reads_only_its_namespace_and_has_no_actions() {
+        let objs = render("dozzle");
+        let env = env(&objs);
+        assert_eq!(env.get("DOZZLE_MODE").map(String::as_str), Some("k8s"));
+        assert_eq!(
+            env.get("DOZZLE_NAMESPACE").map(String::as_str),
+            Some("media")
+        );
+        assert_eq!(
+            env.get("DOZZLE_ENABLE_ACTIONS").map(String::as_str),
+            Some("false")
+        );
+        let mounts = container(&objs).volume_mounts.unwrap_or_default();
+        let data = mounts
+            .iter()
+            .find(|m| m.mount_path == "/data")
+            .expect("/data mount");
+        let volumes = pod(&objs).volumes.unwrap_or_default();
+        let vol = volumes
+            .iter()
+            .find(|v| v.name == data.name)
+            .expect("volume");
+        assert!(vol.empty_dir.is_some());
+    }
+
+    #[test]
+    fn dashboard_mounts_its_generated_config_and_rolls_when_it_changes() {
+        let spec = stack().spec;
+        let objs = render_with(&spec, "dashboard", &inputs());
+        let env = env(&objs);
+        assert_eq!(
+            env.get("HOMEPAGE_ALLOWED_HOSTS").map(String::as_str),
+            Some("dashboard.lan")
+        );
+        let mounts = container(&objs).volume_mounts.unwrap_or_default();
+        for file in [
+            "services.yaml",
+            "settings.yaml",
+            "bookmarks.yaml",
+            "widgets.yaml",
+            "kubernetes.yaml",
+        ] {
+            let path = format!("/app/config/{file}");
+            let m = mounts
+                .iter()
+                .find(|m| m.mount_path == path)
+                .expect("file mounted");
+            assert_eq!(m.sub_path.as_deref(), Some(file));
+        }
+        let volumes = pod(&objs).volumes.unwrap_or_default();
+        assert!(volumes.iter().any(|v| {
+            v.config_map
+                .as_ref()
+                .is_some_and(|c| c.name == "home-dashboard")
+        }));
+
+        let hash = |objs: &AppObjects| -> Option<String> {
+            objs.deployment
+                .spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(dashboard::CONFIG_HASH_ANNOTATION).cloned())
+        };
+        let before = hash(&objs).expect("config hash");
+        let mut fewer = spec.clone();
+        fewer.apps.radarr = None;
+        let after = hash(&render_with(&fewer, "dashboard", &inputs())).expect("config hash");
+        assert_ne!(before, after, "a changed app list must roll the dashboard");
+        for name in ALL.iter().filter(|n| **n != "dashboard") {
+            assert_eq!(hash(&render(name)), None, "{name} consumes no ConfigMap");
+        }
+    }
+
+    #[test]
+    fn service_selects_the_app_pods_on_the_http_port() {
+        let objs = render("radarr");
+        let svc = objs.service.spec.expect("service spec");
+        assert_eq!(svc.type_.as_deref(), Some("ClusterIP"));
+        let pod_labels = objs
+            .deployment
+            .spec
+            .template
+            .metadata
+            .and_then(|m| m.labels)
+            .unwrap_or_default();
+        let selector = svc.selector.expect("selector");
+        assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+        let port = &svc.ports.expect("ports")[0];
+        assert_eq!(port.port, 7878);
+        assert_eq!(port.target_port, Some(IntOrString::String("http".into())));
+        assert_eq!(objs.service.metadata.name.as_deref(), Some("home-radarr"));
+    }
 }

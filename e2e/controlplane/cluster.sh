@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# A real local Kubernetes control plane without containers: etcd,
+# kube-apiserver, kube-controller-manager and kube-scheduler from build.sh,
+# plus kwok, which plays the kubelet for one fake node so pods go Running/Ready.
+#
+#   cluster.sh up     [STATE_DIR]   start, wait until usable, install CRDs
+#   cluster.sh down   [STATE_DIR]   stop every recorded process, remove the dir
+#   cluster.sh status [STATE_DIR]   exit 0 if up
+#   cluster.sh exec [--] CMD...     up in a fresh dir, run CMD, always down;
+#                                   exits with CMD's status
+#
+# STATE_DIR defaults to ${MEDIASTACK_CACHE:-~/.cache/mediastack-operator}/clusters/local.
+# Env: MEDIASTACK_SHARED (default <repo>/../shared), MEDIASTACK_SKIP_THIRDPARTY_CRDS=1,
+#      MEDIASTACK_UP_TIMEOUT (seconds per wait, default 90).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${MEDIASTACK_CACHE:-$HOME/.cache/mediastack-operator}
+timeout=${MEDIASTACK_UP_TIMEOUT:-90}
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+NODE=kwok-node-0
+NODE_IP=10.0.0.1 # fake; not loopback, which Endpoints validation rejects for hostNetwork pods
+
+log() { echo "cluster: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+now() { date +%s%N; }
+since() { local d=$(( $(now) - $1 )); printf '%d.%01d' $((d / 1000000000)) $((d / 100000000 % 10)); }
+
+# N distinct free loopback ports: hold all sockets open until every port is chosen.
+free_ports() {
+  python3 -c '
+import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
+}
+
+# proc PID: print "STATE PPID" (fields after the last ')': comm may hold spaces).
+proc() {
+  local s st pp
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r st pp _ <<<"${s##*) }"
+  echo "$st $pp"
+}
+alive() { local st; st=$(proc "$1") && [ "${st%% *}" != Z ]; }
+
+# A process is ours if it is alive (zombies count as gone) and its command line
+# mentions the state dir, so a recycled PID is never killed.
+ours() {
+  alive "$1" && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF -- "$2/"
+}
+
+# reap PID: collect a dead child of ours so it does not linger as a zombie.
+# Only for a PID still listed as our child: bash 5.2 `wait` on a child it has
+# already reaped can block forever inside a trap.
+reap() { if [ "$(proc "$1" | cut -d' ' -f2)" = $$ ]; then wait "$1" 2>/dev/null || true; fi; }
+
+dump_logs() {
+  local f
+  for f in "$1"/logs/*.log; do
+    [ -f "$f" ] || continue
+    echo "----- tail $f" >&2
+    tail -n 25 "$f" >&2
+  done
+}
+
+# wait_for DESC STATE CMD...: poll CMD until it succeeds; bounded by $timeout.
+wait_for() {
+  local desc=$1 dir=$2 deadline=$((SECONDS + timeout)) name
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    for name in "${components[@]}"; do # fail fast if a component died
+      if [ -f "$dir/pids/$name.pid" ] && ! ours "$(cat "$dir/pids/$name.pid")" "$dir"; then
+        dump_logs "$dir"; die "$name exited while waiting for $desc (log: $dir/logs/$name.log)"
+      fi
+    done
+    if [ $SECONDS -ge "$deadline" ]; then
+      dump_logs "$dir"; die "timed out after ${timeout}s waiting for $desc"
+    fi
+    sleep 0.2
+  done
+}
+
+# start NAME STATE ARGS...: own session (setsid) so a Ctrl-C to the caller's
+# process group reaches `down`, not the control plane, and `down` can kill the group.
+start() {
+  local name=$1 dir=$2
+  shift 2
+  setsid "$bin/$name" "$@" </dev/null >"$dir/logs/$name.log" 2>&1 &
+  echo $! >"$dir/pids/$name.pid"
+}
+
+kwok_stages() {
+  # The kwok binary has no built-in stages (kwokctl injects them into its
+  # config), so assemble kwokctl's defaults from the kwok module source:
+  # fast node init + lease heartbeat, fast pod ready/complete/delete.
+  local out="$bin/../kwok-stages.yaml" src f
+  [ -s "$out" ] && { echo "$out"; return; }
+  # shellcheck source=versions.env
+  source "$here/versions.env"
+  src="$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION"
+  [ -d "$src" ] || src=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+    pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    echo "---"
+    cat "$src/kustomize/stage/$f.yaml"
+    echo
+  done >"$out.$$"
+  mv "$out.$$" "$out" # atomic: concurrent runs may race here
+  echo "$out"
+}
+
+gen_pki() {
+  local p=$1/pki
+  mkdir -p "$p"
+  (
+    cd "$p"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj /CN=mediastack-local-ca
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes.default.svc,DNS:kubernetes.default,DNS:kubernetes" \
+      "extendedKeyUsage=serverAuth" "keyUsage=critical,digitalSignature,keyEncipherment" >apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile apiserver.ext -out apiserver.crt
+    openssl genrsa -out sa.key 2048
+    openssl rsa -in sa.key -pubout -out sa.pub
+  ) >/dev/null 2>&1 || die "openssl failed in $p"
+  # Static token auth is still supported in 1.37; the token maps to system:masters.
+  local token
+  token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  echo "$token,mediastack-admin,mediastack-admin,\"system:masters\"" >"$p/tokens.csv"
+  chmod 600 "$p"/*.key "$p/tokens.csv"
+  echo "$token"
+}
+
+write_kubeconfig() {
+  local dir=$1 port=$2 token=$3
+  cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: mediastack-local
+  cluster:
+    server: https://127.0.0.1:$port
+    certificate-authority-data: $(base64 -w0 <"$dir/pki/ca.crt")
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: mediastack-local
+  context: {cluster: mediastack-local, user: admin, namespace: default}
+current-context: mediastack-local
+EOF
+  chmod 600 "$dir/kubeconfig"
+}
+
+kc() { "$bin/kubectl" --kubeconfig "$state/kubeconfig" "$@"; }
+
+node_ready() {
+  [ "$(kc get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}|{.spec.taints}')" = "True|" ]
+}
+
+cmd_up() {
+  state=$1
+  local t0 t token
+  t0=$(now)
+  bin=$("$here/build.sh") || die "build.sh failed"
+  log "build check $(since "$t0")s ($bin)"
+  # Resolve CRD files first: fail before starting anything.
+  local shared=${MEDIASTACK_SHARED:-$repo/../shared} crds=() f
+  if [ "${MEDIASTACK_SKIP_THIRDPARTY_CRDS:-0}" != 1 ]; then
+    for f in traefik-crds.yaml monitoring-crds.yaml; do
+      [ -f "$shared/thirdparty/crds/$f" ] || die "missing $shared/thirdparty/crds/$f (set MEDIASTACK_SHARED or MEDIASTACK_SKIP_THIRDPARTY_CRDS=1)"
+      crds+=(-f "$shared/thirdparty/crds/$f")
+    done
+  fi
+  for f in "$repo"/crds/*.yaml; do if [ -f "$f" ]; then crds+=(-f "$f"); fi; done
+  if cmd_status "$state" >/dev/null 2>&1; then die "already up in $state (run: $0 down $state)"; fi
+  if [ -n "$(ls -A "$state" 2>/dev/null)" ]; then cmd_down "$state"; fi # leftovers of a crashed run
+  mkdir -p "$state"/{logs,pids}
+  touch "$state/.mediastack-cluster"
+  state=$(cd "$state" && pwd)
+
+  # Until up succeeds, any failure (or signal) tears down what was started.
+  local own=0
+  if [ -z "$teardown" ]; then teardown=$state own=1; fi
+
+  t=$(now)
+  token=$(gen_pki "$state")
+  local stages p_etcd p_peer p_api p_kcm p_sched p_kwok
+  stages=$(kwok_stages)
+  read -r p_etcd p_peer p_api p_kcm p_sched p_kwok <<<"$(free_ports 6)"
+  write_kubeconfig "$state" "$p_api" "$token"
+  log "pki+config $(since "$t")s"
+
+  t=$(now)
+  start etcd "$state" --name=node0 --data-dir="$state/etcd" \
+    --listen-client-urls="http://127.0.0.1:$p_etcd" --advertise-client-urls="http://127.0.0.1:$p_etcd" \
+    --listen-peer-urls="http://127.0.0.1:$p_peer" --initial-advertise-peer-urls="http://127.0.0.1:$p_peer" \
+    --initial-cluster="node0=http://127.0.0.1:$p_peer" --unsafe-no-fsync=true --log-level=warn
+  wait_for "etcd /health" "$state" curl -fsS "http://127.0.0.1:$p_etcd/health"
+  log "etcd ready $(since "$t")s (port $p_etcd)"
+
+  t=$(now)
+  local pki=$state/pki
+  start kube-apiserver "$state" --etcd-servers="http://127.0.0.1:$p_etcd" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$p_api" --cert-dir="$pki" \
+    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+    --client-ca-file="$pki/ca.crt" --token-auth-file="$pki/tokens.csv" \
+    --authorization-mode=Node,RBAC --allow-privileged=true \
+    --service-cluster-ip-range=10.96.0.0/16 --service-account-issuer=https://kubernetes.default.svc \
+    --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+    --endpoint-reconciler-type=none
+  wait_for "kube-apiserver /readyz" "$state" kc get --raw /readyz
+  log "kube-apiserver ready $(since "$t")s (port $p_api)"
+
+  t=$(now)
+  local kcfg=$state/kubeconfig
+  start kube-controller-manager "$state" --kubeconfig="$kcfg" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port="$p_kcm" \
+    --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
+    --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
+    --allocate-node-cidrs=true --cluster-cidr=10.244.0.0/16 --service-cluster-ip-range=10.96.0.0/16 \
+    --kube-api-qps=100 --kube-api-burst=200
+  start kube-scheduler "$state" --kubeconfig="$kcfg" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port="$p_sched"
+  # KWOK_WORKDIR keeps a stray ~/.kwok/kwok.yaml from being merged into our config.
+  KWOK_WORKDIR="$state/kwok" start kwok "$state" --kubeconfig="$kcfg" --config="$stages" \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --node-ip="$NODE_IP" --node-port="$p_kwok" --server-address="127.0.0.1:$p_kwok" \
+    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+    --cidr=10.244.0.0/16 --node-lease-duration-seconds=40
+  kc create -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $NODE
+  labels: {type: kwok, kubernetes.io/hostname: $NODE, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
+  annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
+status:
+  capacity: {cpu: "32", memory: 64Gi, pods: "110"}
+  allocatable: {cpu: "32", memory: 64Gi, pods: "110"}
+  nodeInfo: {architecture: amd64, operatingSystem: linux}
+EOF
+  wait_for "default ServiceAccount" "$state" kc get serviceaccount default -n default
+  wait_for "node $NODE Ready and untainted" "$state" node_ready
+  log "controllers + node ready $(since "$t")s"
+
+  t=$(now)
+  if [ ${#crds[@]} -gt 0 ]; then
+    kc apply --server-side --force-conflicts "${crds[@]}" >/dev/null
+    # Retried: `kubectl wait` errors out on a CRD that has no conditions yet.
+    wait_for "CRDs Established" "$state" kc wait --for=condition=Established crd --all --timeout=60s
+  fi
+  log "$((${#crds[@]} / 2)) CRD file(s) established $(since "$t")s"
+
+  # shellcheck disable=SC2016 # $PATH is expanded when env is sourced
+  printf 'export KUBECONFIG=%q\nexport PATH=%q:"$PATH"\n' "$state/kubeconfig" "$bin" >"$state/env"
+  if [ $own = 1 ]; then teardown=""; fi
+  log "up in $(since "$t0")s"
+  echo "export KUBECONFIG=$state/kubeconfig   # or: source $state/env"
+}
+
+# stop DIR NAME...: TERM the named components' process groups (each leads its
+# own, via setsid), wait up to 10s, then KILL; fail if any survives.
+stop() {
+  local dir=$1 name pid pids=() alive
+  shift
+  for name in "$@"; do
+    pid=$(cat "$dir/pids/$name.pid" 2>/dev/null) || continue
+    if ours "$pid" "$dir"; then pids+=("$pid"); fi
+  done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    alive=0
+    for pid in "${pids[@]}"; do if ours "$pid" "$dir"; then alive=1; fi; done
+    if [ $alive = 0 ]; then break; fi
+    sleep 0.2
+  done
+  for pid in "${pids[@]}"; do
+    if ours "$pid" "$dir"; then
+      log "$pid ignored SIGTERM for 10s, sending SIGKILL"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 25); do if ours "$pid" "$dir"; then sleep 0.2; else break; fi; done
+    reap "$pid"
+    if ours "$pid" "$dir"; then die "process $pid survived SIGKILL ($dir)"; fi
+  done
+  stopped=$((stopped + ${#pids[@]}))
+}
+
+cmd_down() {
+  local dir=$1 stopped=0
+  [ -d "$dir" ] || return 0
+  dir=$(cd "$dir" && pwd)
+  # Refuse to rm -rf a directory this script did not create.
+  if [ -n "$(ls -A "$dir")" ] && [ ! -f "$dir/.mediastack-cluster" ]; then die "$dir is not a cluster state dir"; fi
+  # Clients first, etcd last: an apiserver that loses etcd mid-shutdown hangs.
+  stop "$dir" kwok kube-scheduler kube-controller-manager
+  stop "$dir" kube-apiserver
+  stop "$dir" etcd
+  rm -rf "$dir"
+  log "down: stopped $stopped process(es), removed $dir"
+}
+
+cmd_status() {
+  local dir=$1 name pid server ok=0
+  [ -d "$dir" ] || { echo "down (no $dir)"; return 1; }
+  dir=$(cd "$dir" && pwd)
+  for name in "${components[@]}"; do
+    pid=$(cat "$dir/pids/$name.pid" 2>/dev/null || echo none)
+    if [ "$pid" != none ] && ours "$pid" "$dir"; then echo "$name: running (pid $pid)"; else echo "$name: not running"; ok=1; fi
+  done
+  # /readyz is readable anonymously (system:public-info-viewer); no kubectl/build needed.
+  server=$(sed -n 's/^ *server: //p' "$dir/kubeconfig" 2>/dev/null)
+  if [ $ok = 0 ] && curl -fsS --cacert "$dir/pki/ca.crt" "$server/readyz" >/dev/null 2>&1; then
+    echo "up: export KUBECONFIG=$dir/kubeconfig"
+  else
+    echo "down"; return 1
+  fi
+}
+
+stop_child() {
+  kill -TERM "$child" 2>/dev/null || true
+  for _ in $(seq 50); do if alive "$child"; then sleep 0.2; else break; fi; done
+  kill -KILL "$child" 2>/dev/null || true
+  reap "$child"
+}
+
+cmd_exec() {
+  [ "${1:-}" = -- ] && shift
+  [ $# -gt 0 ] || die "usage: $0 exec [--] CMD..."
+  mkdir -p "$cache/clusters"
+  local child rc=0
+  teardown=$(mktemp -d "$cache/clusters/exec.XXXXXX") # EXIT trap downs it whatever happens
+  cmd_up "$teardown" >/dev/null
+  export KUBECONFIG=$teardown/kubeconfig PATH=$bin:$PATH
+  # CMD runs in the background so INT/TERM interrupt `wait` at once; forward
+  # them as TERM (background jobs of a script ignore SIGINT).
+  "$@" <&0 &
+  child=$!
+  trap 'stop_child; exit 130' INT
+  trap 'stop_child; exit 143' TERM
+  wait $child || rc=$?
+  exit $rc
+}
+
+teardown="" # state dir to tear down on exit
+trap 'rc=$?; if [ -n "$teardown" ]; then cmd_down "$teardown" || rc=1; fi; exit $rc' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case $cmd in
+  up) cmd_up "${1:-$cache/clusters/local}" ;;
+  down) cmd_down "${1:-$cache/clusters/local}" ;;
+  status) cmd_status "${1:-$cache/clusters/local}" ;;
+  exec) cmd_exec "$@" ;;
+  *) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" ; exit 2 ;;
+esac

@@ -1,0 +1,762 @@
+//! The Helm chart and the generated reference: the chart ships the CRDs the
+//! operator generates, lints clean, renders objects the API server accepts,
+//! and grants the operator's ServiceAccount what the operator needs to write
+//! everything it renders (Kubernetes refuses a Role that grants more than its
+//! creator holds). `docs/reference.md` matches the CRD schemas.
+//!
+//! The tests without a cluster need only `helm`; the others need KUBECONFIG
+//! (`e2e/controlplane/cluster.sh exec -- cargo test -p mediastack-e2e --test chart`).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use kube::api::Api;
+use mediastack_e2e::{TIMEOUT, TestNamespace, kubectl, kubectl_stdin, repo_root, wait_for};
+use mediastack_operator::api::MediaStack;
+use mediastack_operator::render::meta::Parent;
+use mediastack_operator::render::{Child, Inputs, dozzle, stack};
+use serde::Deserialize as _;
+use serde_json::Value;
+
+const CHART: &str = "charts/mediastack-operator";
+
+fn chart_dir() -> PathBuf {
+    repo_root().join(CHART)
+}
+
+/// Runs `helm`; panics with its stderr, or with how to get it when it is missing.
+fn helm(args: &[&str]) -> String {
+    let out = std::process::Command::new("helm")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run helm ({e}): put it on PATH, e.g. `export PATH=$(e2e/controlplane/build.sh):$PATH`")
+        });
+    assert!(
+        out.status.success(),
+        "helm {} failed:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `helm template <release> <chart> --namespace <ns> <extra...>`.
+fn template(release: &str, ns: &str, extra: &[&str]) -> String {
+    let chart = chart_dir().display().to_string();
+    let mut args = vec!["template", release, chart.as_str(), "--namespace", ns];
+    args.extend_from_slice(extra);
+    helm(&args)
+}
+
+/// The non-empty documents of a YAML stream.
+fn documents(yaml: &str) -> Vec<serde_yaml::Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| serde_yaml::Value::deserialize(d).expect("valid YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn chart_crds_are_the_generated_crds() {
+    let generated = repo_root().join("crds/mediastack.io.yaml");
+    let shipped = chart_dir().join("crds/mediastack.io.yaml");
+    let a = std::fs::read(&generated).expect("crds/mediastack.io.yaml");
+    let b = std::fs::read(&shipped).expect("the chart's crds/mediastack.io.yaml");
+    assert!(
+        a == b,
+        "{} differs from {}: run `cp crds/mediastack.io.yaml {CHART}/crds/`",
+        shipped.display(),
+        generated.display()
+    );
+    let names: Vec<String> = std::fs::read_dir(chart_dir().join("crds"))
+        .expect("crds dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["mediastack.io.yaml"],
+        "the chart's crds/ holds exactly the generated file"
+    );
+}
+
+#[test]
+fn chart_lints_clean() {
+    let chart = chart_dir().display().to_string();
+    let out = helm(&["lint", "--strict", &chart]);
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+    assert!(
+        !out.contains("[WARNING]") && !out.contains("[ERROR]"),
+        "{out}"
+    );
+    // Bad values are refused by the values schema.
+    let bad = std::process::Command::new("helm")
+        .args(["lint", &chart, "--set", "logFormat=xml"])
+        .output()
+        .expect("helm");
+    assert!(!bad.status.success(), "logFormat=xml must be rejected");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rendered_chart_is_accepted_by_the_api_server() {
+    let release_ns = TestNamespace::new("chart").await;
+    let watched = TestNamespace::new("chart-watched").await;
+    // A release name of its own, so cluster-scoped names cannot meet an
+    // installed release (on kind the chart is installed for real).
+    let release = release_ns.name.clone();
+    let watch = format!("watchNamespace={}", watched.name);
+    let cases: [(&str, Vec<&str>); 3] = [
+        ("default values", vec![]),
+        (
+            "two replicas, a ServiceMonitor, one watched namespace",
+            vec![
+                "--set",
+                "replicas=2",
+                "--set",
+                "serviceMonitor.enabled=true",
+                "--set",
+                "serviceMonitor.labels.release=kps",
+                "--set",
+                &watch,
+            ],
+        ),
+        (
+            "JSON logs, fixed subnets, no ServiceAccount created",
+            vec![
+                "--set",
+                "logFormat=json",
+                "--set",
+                r"clusterSubnets=10.244.0.0/16\,10.96.0.0/12",
+                "--set",
+                "serviceAccount.create=false",
+                "--set",
+                "serviceAccount.name=default",
+            ],
+        ),
+    ];
+    for (what, extra) in cases {
+        let manifest = template(&release, &release_ns.name, &extra);
+        let docs = documents(&manifest);
+        let out = kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &manifest)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{what}: the API server rejects the chart's output: {e:#}\n{manifest}")
+            });
+        let accepted = out
+            .lines()
+            .filter(|l| l.ends_with("created (server dry run)"))
+            .count();
+        assert_eq!(
+            accepted,
+            docs.len(),
+            "{what}: every object is created (dry run):\n{out}"
+        );
+        let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+        assert!(
+            kinds.contains("Deployment") && kinds.contains("Service"),
+            "{what}: {kinds:?}"
+        );
+        assert_eq!(
+            kinds.contains("ServiceMonitor"),
+            what.contains("ServiceMonitor"),
+            "{what}: {kinds:?}"
+        );
+        assert_eq!(
+            kinds.contains("ServiceAccount"),
+            !what.contains("no ServiceAccount"),
+            "{what}: {kinds:?}"
+        );
+    }
+}
+
+/// Deletes what a test created outside its namespaces on drop: the release's
+/// ClusterRoles and bindings, and Dozzle's of the test stack.
+struct ClusterScoped {
+    release: String,
+    stack_ns: String,
+}
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        for selector in [
+            format!("app.kubernetes.io/instance={}", self.release),
+            format!("{}={}", dozzle::NAMESPACE_LABEL, self.stack_ns),
+        ] {
+            let _ = std::process::Command::new("kubectl")
+                .args([
+                    "delete",
+                    "clusterrole,clusterrolebinding",
+                    "-l",
+                    &selector,
+                    "--ignore-not-found",
+                    "--wait=false",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The example stack (examples/stack-complete.yaml) without its Namespace,
+/// moved into `ns`.
+fn example_stack(ns: &str) -> String {
+    let text = std::fs::read_to_string(repo_root().join("examples/stack-complete.yaml"))
+        .expect("examples/stack-complete.yaml");
+    let mut out = String::new();
+    for mut doc in documents(&text) {
+        if doc["kind"].as_str() == Some("Namespace") {
+            continue;
+        }
+        doc["metadata"]["namespace"] = ns.into();
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&doc).expect("YAML"));
+    }
+    out
+}
+
+/// Installs the chart's ServiceAccount and RBAC (release namespace
+/// `release_ns`, optional watchNamespace), applies the example stack into
+/// `stack_ns`, then, as the operator's ServiceAccount, writes every object the
+/// operator renders for it and checks every read it makes. Returns the
+/// ServiceAccount's `--as` flag and the guard of the cluster-scoped objects.
+async fn operator_account_can_do_its_work(
+    release_ns: &TestNamespace,
+    stack_ns: &TestNamespace,
+    extra: &[&str],
+) -> (String, ClusterScoped) {
+    let release = release_ns.name.clone();
+    let cleanup = ClusterScoped {
+        release: release.clone(),
+        stack_ns: stack_ns.name.clone(),
+    };
+    let manifest = template(
+        &release,
+        &release_ns.name,
+        &[
+            extra,
+            &[
+                "--show-only",
+                "templates/serviceaccount.yaml",
+                "--show-only",
+                "templates/rbac.yaml",
+            ],
+        ]
+        .concat(),
+    );
+    kubectl_stdin(&["apply", "-f", "-"], &manifest)
+        .await
+        .expect("install the chart's RBAC");
+    let fullname = format!("{release}-mediastack-operator");
+    let sa = format!("system:serviceaccount:{}:{fullname}", release_ns.name);
+    let as_sa = format!("--as={sa}");
+    wait_for("the operator's RBAC to take effect", TIMEOUT, || {
+        let (ns, as_sa) = (stack_ns.name.clone(), as_sa.clone());
+        async move {
+            Ok(kubectl(&[
+                "auth",
+                "can-i",
+                "create",
+                "deployments.apps",
+                "-n",
+                &ns,
+                &as_sa,
+            ])
+            .await
+            .is_ok_and(|o| o.trim() == "yes"))
+        }
+    })
+    .await
+    .expect("RBAC in effect");
+
+    // The example, applied as a user would (kubectl validates fields strictly).
+    kubectl_stdin(
+        &["apply", "--server-side", "--field-manager=e2e", "-f", "-"],
+        &example_stack(&stack_ns.name),
+    )
+    .await
+    .expect("examples/stack-complete.yaml is accepted");
+    let stack: MediaStack = Api::namespaced(stack_ns.client.clone(), &stack_ns.name)
+        .get("home")
+        .await
+        .expect("MediaStack home");
+    let parent = Parent::of(&stack).expect("stored object");
+    let inputs = Inputs {
+        cluster_subnets: vec!["10.244.0.0/16".into(), "10.96.0.0/16".into()],
+        monitoring_crds: true,
+        tunnel_token_ready: true,
+        ..Default::default()
+    };
+    let rendered = stack::render(&stack, &parent, &inputs).expect("render the example stack");
+    let mut children: Vec<Child> = rendered.children.clone();
+    children.extend(rendered.cluster_children.iter().cloned());
+    let kinds: BTreeSet<String> = children.iter().map(|c| c.api.kind.clone()).collect();
+    for kind in [
+        "Deployment",
+        "Service",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+    ] {
+        assert!(
+            kinds.contains(kind),
+            "the example renders a {kind}: {kinds:?}"
+        );
+    }
+    // Write every child as the operator does: server-side apply, its field
+    // manager. For real, not a dry run: a RoleBinding is only allowed once the
+    // Role it grants exists and is held by the writer.
+    let children_yaml: String = children
+        .iter()
+        .map(|c| format!("---\n{}", c.to_yaml()))
+        .collect();
+    kubectl_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=mediastack-operator",
+            &as_sa,
+            "-f",
+            "-",
+        ],
+        &children_yaml,
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!("the operator's ServiceAccount cannot write what the operator renders: {e:#}")
+    });
+
+    // Generated Secrets are created once with POST.
+    for secret in &rendered.generated_secrets {
+        let yaml = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": secret.name, "namespace": stack_ns.name, "labels": secret.labels},
+            "stringData": secret.random_keys.iter().map(|k| (k.clone(), Value::from("x"))).collect::<serde_json::Map<_, _>>(),
+        });
+        kubectl_stdin(
+            &["create", "--dry-run=server", &as_sa, "-f", "-"],
+            &yaml.to_string(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cannot create Secret {}: {e:#}", secret.name));
+    }
+
+    // Status writes, Events and the leader Lease.
+    kubectl(&[
+        "patch",
+        "mediastack",
+        "home",
+        "-n",
+        &stack_ns.name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"observedGeneration":1}}"#,
+        "--dry-run=server",
+        &as_sa,
+    ])
+    .await
+    .expect("patch MediaStack status");
+    let event = serde_json::json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "home.e2e", "namespace": stack_ns.name},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "mediastack-operator", "reportingInstance": "e2e",
+        "action": "Reconcile", "reason": "Applied", "type": "Normal", "note": "e2e",
+        "regarding": {"apiVersion": "mediastack.io/v1alpha1", "kind": "MediaStack", "name": "home", "namespace": stack_ns.name},
+    });
+    kubectl_stdin(
+        &["create", "--dry-run=server", &as_sa, "-f", "-"],
+        &event.to_string(),
+    )
+    .await
+    .expect("create an Event");
+    let lease = serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": fullname, "namespace": release_ns.name},
+        "spec": {"holderIdentity": "e2e"},
+    });
+    kubectl_stdin(
+        &["create", "--dry-run=server", &as_sa, "-f", "-"],
+        &lease.to_string(),
+    )
+    .await
+    .expect("create the leader Lease");
+
+    // Reads: what the controllers watch and what a reconcile looks up.
+    let reads_in_ns = [
+        "mediastacks.mediastack.io",
+        "vpngateways.mediastack.io",
+        "ingressroutes.mediastack.io",
+        "deployments.apps",
+        "daemonsets.apps",
+        "services",
+        "persistentvolumeclaims",
+        "configmaps",
+        "serviceaccounts",
+        "secrets",
+        "networkpolicies.networking.k8s.io",
+        "roles.rbac.authorization.k8s.io",
+        "rolebindings.rbac.authorization.k8s.io",
+        "ingressroutes.traefik.io",
+        "middlewares.traefik.io",
+        "servicemonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+    ];
+    let cluster_reads = [
+        "nodes",
+        "servicecidrs.networking.k8s.io",
+        "customresourcedefinitions.apiextensions.k8s.io",
+    ];
+    let mut denied = Vec::new();
+    for verb in ["get", "list", "watch"] {
+        for r in reads_in_ns {
+            if kubectl(&["auth", "can-i", verb, r, "-n", &stack_ns.name, &as_sa])
+                .await
+                .is_err()
+            {
+                denied.push(format!("{verb} {r} in {}", stack_ns.name));
+            }
+        }
+        for r in cluster_reads {
+            if kubectl(&["auth", "can-i", verb, r, &as_sa]).await.is_err() {
+                denied.push(format!("{verb} {r} (cluster)"));
+            }
+        }
+    }
+    assert!(
+        denied.is_empty(),
+        "the operator's ServiceAccount may not: {denied:#?}"
+    );
+    (as_sa, cleanup)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chart_rbac_lets_the_operator_work_in_all_namespaces() {
+    let ns = TestNamespace::new("chart-rbac").await;
+    let _cleanup = operator_account_can_do_its_work(&ns, &ns, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chart_rbac_lets_the_operator_work_in_its_watched_namespace() {
+    let release_ns = TestNamespace::new("chart-rbac-op").await;
+    let stack_ns = TestNamespace::new("chart-rbac-media").await;
+    let other = TestNamespace::new("chart-rbac-other").await;
+    let watch = format!("watchNamespace={}", stack_ns.name);
+    let (as_sa, _cleanup) =
+        operator_account_can_do_its_work(&release_ns, &stack_ns, &["--set", &watch]).await;
+    for verb in ["create", "list"] {
+        let out = kubectl(&[
+            "auth",
+            "can-i",
+            verb,
+            "deployments.apps",
+            "-n",
+            &other.name,
+            &as_sa,
+        ])
+        .await;
+        assert!(
+            out.is_err(),
+            "with watchNamespace the operator may not {verb} Deployments elsewhere: {out:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// docs/reference.md, generated from the CRD schemas.
+
+#[test]
+fn reference_docs_are_current() {
+    let path = repo_root().join("docs/reference.md");
+    let generated = reference_markdown();
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &generated).expect("write docs/reference.md");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/reference.md is out of date with the CRDs: run `UPDATE_DOCS=1 cargo test -p mediastack-e2e --test chart reference_docs_are_current`"
+    );
+}
+
+fn reference_markdown() -> String {
+    let mut md = String::from(
+        "# API reference\n\n\
+         <!-- Generated from the CRD schemas by `UPDATE_DOCS=1 cargo test -p mediastack-e2e --test chart reference_docs_are_current`. Do not edit. -->\n\n\
+         Every field of the custom resources of group `mediastack.io`. Defaults are applied by the API server; \
+         validation is enforced at admission, so a rejected manifest names the rule it broke.\n",
+    );
+    for crd in mediastack_operator::api::crds() {
+        let crd = serde_json::to_value(&crd).expect("CRD as JSON");
+        let spec = &crd["spec"];
+        for version in spec["versions"].as_array().into_iter().flatten() {
+            let schema = &version["schema"]["openAPIV3Schema"];
+            let kind = spec["names"]["kind"].as_str().unwrap_or_default();
+            md.push_str(&format!("\n## {kind}\n\n"));
+            md.push_str(&format!(
+                "`apiVersion: {}/{}`, namespaced: {}, short names: {}.\n\n",
+                spec["group"].as_str().unwrap_or_default(),
+                version["name"].as_str().unwrap_or_default(),
+                if spec["scope"] == "Namespaced" {
+                    "yes"
+                } else {
+                    "no"
+                },
+                spec["names"]["shortNames"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "none".into())
+            ));
+            if let Some(d) = schema["description"].as_str() {
+                md.push_str(&format!("{}\n\n", d.trim()));
+            }
+            md.push_str(
+                "| Field | Type | Default | Description | Validation |\n|---|---|---|---|---|\n",
+            );
+            let mut seen = Vec::new();
+            for top in ["spec", "status"] {
+                if !schema["properties"][top].is_null() {
+                    let required = required_of(schema).contains(top);
+                    rows(
+                        &mut md,
+                        top,
+                        &schema["properties"][top],
+                        required,
+                        &mut seen,
+                    );
+                }
+            }
+        }
+    }
+    md
+}
+
+fn required_of(schema: &Value) -> BTreeSet<&str> {
+    schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// The schema without its own description: equal for the same type used twice.
+fn shape(schema: &Value) -> String {
+    let mut s = schema.clone();
+    if let Some(o) = s.as_object_mut() {
+        o.remove("description");
+    }
+    s.to_string()
+}
+
+/// Appends the row of `path` and of every field under it. A type already
+/// documented at another path (the nine apps share one) is referenced, not repeated.
+fn rows(
+    md: &mut String,
+    path: &str,
+    schema: &Value,
+    required: bool,
+    seen: &mut Vec<(String, String)>,
+) {
+    let nested = !schema["properties"].is_null()
+        || schema["items"]["properties"].is_object()
+        || schema["additionalProperties"]["properties"].is_object();
+    let same_as = if nested {
+        seen.iter()
+            .find(|(s, _)| *s == shape(schema))
+            .map(|(_, p)| p.clone())
+    } else {
+        None
+    };
+    let mut description = cell(schema["description"].as_str().unwrap_or_default());
+    if let Some(p) = &same_as {
+        description.push_str(&format!("<br>Fields as under `{p}`."));
+    }
+    md.push_str(&format!(
+        "| `{path}` | {} | {} | {} | {} |\n",
+        type_of(schema),
+        schema
+            .get("default")
+            .map(|d| code(&d.to_string()))
+            .unwrap_or_default(),
+        description,
+        validation(schema, required)
+    ));
+    if same_as.is_some() {
+        return;
+    }
+    if nested {
+        seen.push((shape(schema), path.to_string()));
+    }
+    let required = required_of(schema);
+    for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
+        rows(
+            md,
+            &format!("{path}.{name}"),
+            prop,
+            required.contains(name.as_str()),
+            seen,
+        );
+    }
+    if schema["items"].is_object() {
+        let items = &schema["items"];
+        let required = required_of(items);
+        for (name, prop) in items["properties"].as_object().into_iter().flatten() {
+            rows(
+                md,
+                &format!("{path}[].{name}"),
+                prop,
+                required.contains(name.as_str()),
+                seen,
+            );
+        }
+    }
+    if schema["additionalProperties"].is_object() {
+        let values = &schema["additionalProperties"];
+        let required = required_of(values);
+        for (name, prop) in values["properties"].as_object().into_iter().flatten() {
+            rows(
+                md,
+                &format!("{path}.<key>.{name}"),
+                prop,
+                required.contains(name.as_str()),
+                seen,
+            );
+        }
+    }
+}
+
+fn type_of(schema: &Value) -> String {
+    if schema["x-kubernetes-int-or-string"] == true {
+        return "integer or string".into();
+    }
+    let t = schema["type"].as_str().unwrap_or(
+        if schema["x-kubernetes-preserve-unknown-fields"] == true {
+            "any"
+        } else {
+            "object"
+        },
+    );
+    let t = match schema["format"].as_str() {
+        Some(f) => format!("{t} ({f})"),
+        None => t.to_string(),
+    };
+    match t.as_str() {
+        "array" => format!("[]{}", type_of(&schema["items"])),
+        "object" if schema["additionalProperties"].is_object() => {
+            format!("map[string]{}", type_of(&schema["additionalProperties"]))
+        }
+        _ => t,
+    }
+}
+
+fn validation(schema: &Value, required: bool) -> String {
+    let mut v = Vec::new();
+    if required {
+        v.push("required".to_string());
+    }
+    if let Some(e) = schema["enum"].as_array() {
+        v.push(format!(
+            "one of {}",
+            e.iter()
+                .map(|x| code(
+                    &x.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| x.to_string())
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    match (schema.get("minimum"), schema.get("maximum")) {
+        (Some(a), Some(b)) => v.push(format!("{a} to {b}")),
+        (Some(a), None) => v.push(format!("at least {a}")),
+        (None, Some(b)) => v.push(format!("at most {b}")),
+        (None, None) => {}
+    }
+    match (schema.get("minLength"), schema.get("maxLength")) {
+        (Some(a), Some(b)) => v.push(format!("{a} to {b} characters")),
+        (Some(a), None) => v.push(format!("at least {a} characters")),
+        (None, Some(b)) => v.push(format!("at most {b} characters")),
+        (None, None) => {}
+    }
+    if let Some(p) = schema["pattern"].as_str() {
+        v.push(format!("matches {}", code(p)));
+    }
+    match (schema.get("minItems"), schema.get("maxItems")) {
+        (Some(a), Some(b)) => v.push(format!("{a} to {b} items")),
+        (Some(a), None) => v.push(format!("at least {a} items")),
+        (None, Some(b)) => v.push(format!("at most {b} items")),
+        (None, None) => {}
+    }
+    if schema["x-kubernetes-list-type"] == "map" {
+        let keys: Vec<String> = schema["x-kubernetes-list-map-keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(code)
+            .collect();
+        v.push(format!("unique by {}", keys.join(", ")));
+    } else if schema["x-kubernetes-list-type"] == "set" {
+        v.push("unique items".into());
+    }
+    for rule in schema["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let r = code(rule["rule"].as_str().unwrap_or_default());
+        match rule["message"].as_str() {
+            Some(m) => v.push(format!("{r}: {}", cell(m))),
+            None => v.push(r),
+        }
+    }
+    v.join("<br>")
+}
+
+/// Inline code in a table cell.
+fn code(s: &str) -> String {
+    let s = s.replace('|', "\\|");
+    if s.contains('`') {
+        format!("`` {s} ``")
+    } else {
+        format!("`{s}`")
+    }
+}
+
+/// Prose in a table cell: one line, paragraphs kept as `<br>`, HTML-like
+/// text outside code spans escaped.
+fn cell(s: &str) -> String {
+    let escape = |p: &str| -> String {
+        let p = p.split_whitespace().collect::<Vec<_>>().join(" ");
+        p.split('`')
+            .enumerate()
+            .map(|(i, part)| {
+                if i % 2 == 0 {
+                    part.replace('<', "&lt;").replace('>', "&gt;")
+                } else {
+                    part.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("`")
+            .replace('|', "\\|")
+    };
+    s.trim()
+        .split("\n\n")
+        .map(escape)
+        .collect::<Vec<_>>()
+        .join("<br>")
+}

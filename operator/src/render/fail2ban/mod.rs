@@ -1,0 +1,981 @@
+//! fail2ban in front of Traefik: a hostNetwork DaemonSet (`crazymax/fail2ban`)
+//! that reads Traefik's JSON access log from the node's pod log files and
+//! bans in the raw table's PREROUTING chain, before NAT.
+//!
+//! Files (crazymax layout, `/data/{jail.d,filter.d,action.d}`), from one
+//! ConfigMap `<stack>-fail2ban`:
+//! - `jail.d/mediastack.local`: jails `traefik-auth` (401/403) and
+//!   `traefik-botsearch` (404 on paths scanners probe), from `jail.conf`;
+//! - `filter.d/mediastack-traefik-{auth,botsearch}.conf`, from `filter.conf`
+//!   ([`auth_filter`], [`botsearch_filter`]);
+//! - `action.d/mediastack-raw-drop.conf`, `action.conf` as is.
+//!
+//! The templates sit next to this file.
+//!
+//! The image links only regular files from `/data/filter.d` and
+//! `/data/action.d` into `/etc/fail2ban`, and a ConfigMap volume holds
+//! symlinks, so every file is mounted on its own with `subPath`. The pod
+//! template carries a hash of the files: a change rolls the pods.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
+    ExecAction, HostPathVolumeSource, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use sha2::{Digest, Sha256};
+
+use super::meta::Parent;
+use super::traefik::{self, TUNNEL_ENTRY_POINT};
+use super::{Child, Inputs, RenderError};
+use crate::api::mediastack::{Jail, MediaStackSpec};
+
+/// fail2ban image unless `security.fail2ban.image` is set.
+pub const DEFAULT_IMAGE: &str = "crazymax/fail2ban:1.1.0";
+/// Jail of failed logins (401 and 403).
+pub const AUTH_JAIL: &str = "traefik-auth";
+/// Jail of scanners (404 on well-known probe paths).
+pub const BOTSEARCH_JAIL: &str = "traefik-botsearch";
+/// Pod annotation with the hash of the configuration files.
+pub const CONFIG_HASH_ANNOTATION: &str = "mediastack.io/config-hash";
+/// Always ignored, before the cluster ranges and `ignoreCIDRs`.
+pub const LOOPBACK: &[&str] = &["127.0.0.1/8", "::1"];
+/// Node ports whose traffic a ban drops (Traefik's HTTP, and HTTPS for an
+/// existing Traefik that serves it).
+pub const BANNED_PORTS: &str = "80,443";
+/// Last path segments (case-insensitive regexes) that only scanners ask for.
+pub const BOT_PATHS: &[&str] = &[
+    r"wp-login\.php",
+    r"wp-admin",
+    r"wp-content",
+    r"wp-includes",
+    r"xmlrpc\.php",
+    r"\.env",
+    r"\.git",
+    r"\.aws",
+    r"\.ssh",
+    r"\.htpasswd",
+    r"phpmyadmin",
+    r"pma",
+    r"myadmin",
+    r"adminer(?:\.php)?",
+    r"phpinfo\.php",
+    r"setup\.php",
+    r"cgi-bin",
+    r"boaform",
+    r"hnap1",
+    r"vendor/phpunit",
+    r"actuator",
+];
+
+const FILTER_TEMPLATE: &str = include_str!("filter.conf");
+const JAIL_TEMPLATE: &str = include_str!("jail.conf");
+const ACTION: &str = include_str!("action.conf");
+const LOGWATCH_TEMPLATE: &str = include_str!("logwatch.sh");
+
+const CONTAINER: &str = "fail2ban";
+const COMPONENT: &str = "security";
+const JAIL_KEY: &str = "mediastack.local";
+const AUTH_FILTER: &str = "mediastack-traefik-auth";
+const BOTSEARCH_FILTER: &str = "mediastack-traefik-botsearch";
+const ACTION_KEY: &str = "mediastack-raw-drop.conf";
+const PLACEHOLDER_KEY: &str = "empty.log";
+const PLACEHOLDER_PATH: &str = "/data/empty.log";
+const POD_LOGS: &str = "/var/log/pods";
+const RUN_DIR: &str = "/var/run/fail2ban";
+
+/// Whether fail2ban runs: `security.fail2ban.enabled`, by default on
+/// exactly when Traefik is managed.
+pub fn enabled(spec: &MediaStackSpec) -> bool {
+    spec.security
+        .fail2ban
+        .enabled
+        .unwrap_or(spec.ingress.traefik.managed)
+}
+
+/// Name of the ConfigMap and the DaemonSet: `<stack>-fail2ban`.
+pub fn name(parent: &Parent) -> String {
+    parent.child_name(CONTAINER)
+}
+
+/// Filter of failed logins: 401 and 403 answers, from the direct client on
+/// `entry_point` or the tunnel visitor on the tunnel entry point.
+pub fn auth_filter(entry_point: &str) -> String {
+    filter(
+        AUTH_FILTER,
+        "failed logins and refused requests (HTTP 401, 403)",
+        "40[13]",
+        "",
+        entry_point,
+    )
+}
+
+/// Filter of scanners: 404 answers for one of [`BOT_PATHS`].
+pub fn botsearch_filter(entry_point: &str) -> String {
+    let path = format!(
+        r#""RequestPath":"(?:/[^"?]*)?/(?i:{})(?:[/?.][^"]*)?",.*"#,
+        BOT_PATHS.join("|")
+    );
+    filter(
+        BOTSEARCH_FILTER,
+        "scanners probing for well-known paths (HTTP 404)",
+        "404",
+        &path,
+        entry_point,
+    )
+}
+
+fn filter(name: &str, title: &str, status: &str, path: &str, entry_point: &str) -> String {
+    FILTER_TEMPLATE
+        .replace("{{FILTER}}", name)
+        .replace("{{TITLE}}", title)
+        .replace("{{STATUS}}", status)
+        .replace("{{PATH}}", path)
+        .replace("{{ENTRY_POINT}}", entry_point)
+        .replace("{{TUNNEL}}", TUNNEL_ENTRY_POINT)
+}
+
+/// Glob of Traefik's container log files on the node:
+/// `/var/log/pods/<ns>_<stack>-traefik-*/traefik/*.log` for the managed
+/// Traefik; any pod named `traefik-*` (k3s's) otherwise.
+pub fn log_glob(parent: &Parent, spec: &MediaStackSpec) -> String {
+    if spec.ingress.traefik.managed {
+        format!(
+            "{POD_LOGS}/{}_{}-*/{}/*.log",
+            parent.namespace,
+            traefik::name(parent),
+            traefik::CONTAINER
+        )
+    } else {
+        format!("{POD_LOGS}/*_traefik-*/traefik/*.log")
+    }
+}
+
+/// Addresses never banned: loopback, the cluster's pod and service ranges
+/// (cloudflared's pod among them, so the tunnel itself is never banned) and
+/// `security.fail2ban.ignoreCIDRs`.
+pub fn ignore_ip(spec: &MediaStackSpec, inputs: &Inputs) -> Result<Vec<String>, RenderError> {
+    let mut out: Vec<String> = LOOPBACK.iter().map(|s| s.to_string()).collect();
+    for cidr in inputs
+        .cluster_subnets
+        .iter()
+        .chain(&spec.security.fail2ban.ignore_cidrs)
+    {
+        let ok = !cidr.is_empty()
+            && cidr
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '/'));
+        if !ok {
+            return Err(RenderError::Invalid(format!(
+                "fail2ban ignore entry {cidr:?} is not an IP address or CIDR"
+            )));
+        }
+        if !out.contains(cidr) {
+            out.push(cidr.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The files of the ConfigMap, by key.
+pub fn config_files(
+    parent: &Parent,
+    spec: &MediaStackSpec,
+    inputs: &Inputs,
+) -> Result<BTreeMap<String, String>, RenderError> {
+    let f2b = &spec.security.fail2ban;
+    let entry_point = &spec.ingress.traefik.entry_point;
+    traefik::validate_entry_point(entry_point)?;
+    let ignore = ignore_ip(spec, inputs)?.join(" ");
+    let glob = log_glob(parent, spec);
+    let mut jails = format!(
+        "# fail2ban jails of MediaStack {}/{}.\n# Rendered by mediastack-operator; edits are overwritten.\n",
+        parent.namespace, parent.name
+    );
+    for (jail, filter, title, settings) in [
+        (
+            AUTH_JAIL,
+            AUTH_FILTER,
+            "failed logins and refused requests",
+            &f2b.auth_jail,
+        ),
+        (
+            BOTSEARCH_JAIL,
+            BOTSEARCH_FILTER,
+            "scanners probing for well-known paths",
+            &f2b.botsearch_jail,
+        ),
+    ] {
+        let find_time = duration(&settings.find_time)?;
+        let ban_time = duration(&settings.ban_time)?;
+        jails.push_str(
+            &JAIL_TEMPLATE
+                .replace("{{JAIL}}", jail)
+                .replace("{{TITLE}}", title)
+                .replace("{{FILTER}}", filter)
+                .replace("{{IGNOREIP}}", &ignore)
+                .replace("{{LOGPATH}}", &glob)
+                .replace("{{PLACEHOLDER}}", PLACEHOLDER_PATH)
+                .replace("{{MAXRETRY}}", &settings.max_retry.to_string())
+                .replace("{{FINDTIME}}", &find_time.0)
+                .replace("{{BANTIME}}", &ban_time.0)
+                .replace("{{PORTS}}", BANNED_PORTS),
+        );
+    }
+    Ok(BTreeMap::from([
+        (JAIL_KEY.to_string(), jails),
+        (format!("{AUTH_FILTER}.conf"), auth_filter(entry_point)),
+        (
+            format!("{BOTSEARCH_FILTER}.conf"),
+            botsearch_filter(entry_point),
+        ),
+        (ACTION_KEY.to_string(), ACTION.to_string()),
+        (PLACEHOLDER_KEY.to_string(), String::new()),
+    ]))
+}
+
+/// The ConfigMap and the DaemonSet, when [`enabled`].
+pub fn objects(
+    parent: &Parent,
+    spec: &MediaStackSpec,
+    inputs: &Inputs,
+) -> Result<Vec<Child>, RenderError> {
+    if !enabled(spec) {
+        return Ok(Vec::new());
+    }
+    let name = name(parent);
+    let files = config_files(parent, spec, inputs)?;
+    let hash = config_hash(&files);
+    let config_map = ConfigMap {
+        metadata: parent.meta(&name, CONTAINER, COMPONENT),
+        data: Some(files),
+        ..Default::default()
+    };
+    let daemon_set = daemon_set(parent, spec, &hash)?;
+    Ok(vec![Child::typed(&config_map)?, Child::typed(&daemon_set)?])
+}
+
+fn daemon_set(
+    parent: &Parent,
+    spec: &MediaStackSpec,
+    hash: &str,
+) -> Result<DaemonSet, RenderError> {
+    let f2b = &spec.security.fail2ban;
+    let name = name(parent);
+    let image = f2b.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into());
+    // Bans older than the purge age are not restored after a restart.
+    let purge_age = [&f2b.auth_jail, &f2b.botsearch_jail]
+        .into_iter()
+        .map(|j: &Jail| duration(&j.ban_time).map(|d| d.1))
+        .collect::<Result<Vec<u64>, _>>()?
+        .into_iter()
+        .fold(86_400, u64::max);
+    let ping = |period: i32, failures: i32| Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["fail2ban-client".into(), "ping".into()]),
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(10),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    };
+    let mount = |volume: &str, path: &str, sub_path: Option<&str>, read_only: bool| VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        sub_path: sub_path.map(String::from),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    };
+    let config_mount =
+        |dir: &str, key: &str| mount("config", &format!("/data/{dir}{key}"), Some(key), true);
+    let env = |name: &str, value: &str| EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    };
+    let fail2ban = Container {
+        name: CONTAINER.into(),
+        image: Some(image.clone()),
+        env: Some(vec![
+            // Matches the UTC timestamps of the CRI log lines.
+            env("TZ", "UTC"),
+            env("F2B_LOG_TARGET", "STDOUT"),
+            env("F2B_LOG_LEVEL", "INFO"),
+            env("F2B_DB_PURGE_AGE", &purge_age.to_string()),
+            env("IPTABLES_MODE", "auto"),
+        ]),
+        volume_mounts: Some(vec![
+            config_mount("jail.d/", JAIL_KEY),
+            config_mount("filter.d/", &format!("{AUTH_FILTER}.conf")),
+            config_mount("filter.d/", &format!("{BOTSEARCH_FILTER}.conf")),
+            config_mount("action.d/", ACTION_KEY),
+            config_mount("", PLACEHOLDER_KEY),
+            mount("db", "/data/db", None, false),
+            mount("pod-logs", POD_LOGS, None, true),
+            mount("run", RUN_DIR, None, false),
+        ]),
+        startup_probe: Some(ping(5, 24)),
+        readiness_probe: Some(ping(10, 3)),
+        liveness_probe: Some(ping(30, 3)),
+        resources: Some(resources("10m", "64Mi", "256Mi")),
+        security_context: Some(SecurityContext {
+            // Runs as root (it edits its config at start and drives
+            // iptables) with only the network capabilities.
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: Some(vec!["NET_ADMIN".into(), "NET_RAW".into()]),
+            }),
+            allow_privilege_escalation: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let logwatch = Container {
+        name: "logwatch".into(),
+        image: Some(image),
+        command: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            LOGWATCH_TEMPLATE.replace("{{GLOB}}", &log_glob(parent, spec)),
+        ]),
+        volume_mounts: Some(vec![
+            mount("pod-logs", POD_LOGS, None, true),
+            mount("run", RUN_DIR, None, false),
+        ]),
+        resources: Some(resources("1m", "16Mi", "64Mi")),
+        security_context: Some(SecurityContext {
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let host_path = |path: String, type_: &str| HostPathVolumeSource {
+        path,
+        type_: Some(type_.into()),
+    };
+    Ok(DaemonSet {
+        metadata: parent.meta(&name, CONTAINER, COMPONENT),
+        spec: DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(parent.selector(CONTAINER)),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(parent.labels(CONTAINER, COMPONENT)),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_string(),
+                        hash.to_string(),
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    host_network: Some(true),
+                    dns_policy: Some("ClusterFirstWithHostNet".into()),
+                    automount_service_account_token: Some(false),
+                    containers: vec![fail2ban, logwatch],
+                    volumes: Some(vec![
+                        Volume {
+                            name: "config".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: name.clone(),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "db".into(),
+                            host_path: Some(host_path(
+                                format!(
+                                    "/var/lib/mediastack/{}-{}/fail2ban",
+                                    parent.namespace, parent.name
+                                ),
+                                "DirectoryOrCreate",
+                            )),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "pod-logs".into(),
+                            host_path: Some(host_path(POD_LOGS.into(), "Directory")),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "run".into(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Default::default()
+                        },
+                    ]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        status: None,
+    })
+}
+
+/// A fail2ban time (`10m`, `1h`, ...) as given and in seconds. The CRD
+/// schema already restricts it to `<digits><s|m|h|d|w>`.
+fn duration(value: &str) -> Result<(String, u64), RenderError> {
+    let invalid = || RenderError::Invalid(format!("fail2ban time {value:?} is not like 10m or 1h"));
+    let unit = value.chars().last().ok_or_else(invalid)?;
+    let number: u64 = value[..value.len() - unit.len_utf8()]
+        .parse()
+        .map_err(|_| invalid())?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return Err(invalid()),
+    };
+    Ok((value.to_string(), number.saturating_mul(scale)))
+}
+
+fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.into())),
+            ("memory".to_string(), Quantity(memory.into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity(memory_limit.into()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// SHA-256 of the files (keys and contents, in key order), as lower-case hex.
+fn config_hash(files: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (key, content) in files {
+        hasher.update(key.as_bytes());
+        hasher.update([0u8]);
+        hasher.update(content.as_bytes());
+        hasher.update([0u8]);
+    }
+    hasher.finalize().iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use regex::Regex;
+    use serde_json::{Value, json};
+
+    use super::super::fixtures::{inputs, parent, stack};
+    use super::*;
+
+    /// One access-log line as Traefik v3 writes it with the managed
+    /// configuration (JSON, keys sorted, CF-Connecting-IP kept), wrapped by
+    /// the container runtime in CRI format.
+    fn line(
+        time: &str,
+        client: &str,
+        status: u16,
+        path: &str,
+        ep: &str,
+        cf: Option<&str>,
+    ) -> String {
+        let host = if ep == "tunnel" {
+            "ha.example.org"
+        } else {
+            "ha.lan"
+        };
+        let cf = cf
+            .map(|ip| format!(r#""request_Cf-Connecting-Ip":"{ip}","#))
+            .unwrap_or_default();
+        format!(
+            concat!(
+                r#"{time} stdout F {{"ClientAddr":"{client_addr}:51234","ClientHost":"{client}","#,
+                r#""ClientPort":"51234","ClientUsername":"-","DownstreamContentSize":17,"#,
+                r#""DownstreamStatus":{status},"Duration":1843302,"OriginContentSize":17,"#,
+                r#""OriginDuration":1790000,"OriginStatus":{status},"Overhead":53302,"#,
+                r#""RequestAddr":"{host}","RequestContentSize":0,"RequestCount":42,"#,
+                r#""RequestHost":"{host}","RequestMethod":"GET","RequestPath":"{path}","#,
+                r#""RequestPort":"-","RequestProtocol":"HTTP/1.1","RequestScheme":"http","#,
+                r#""RetryAttempts":0,"RouterName":"media-home-assistant-6f9d@kubernetescrd","#,
+                r#""ServiceAddr":"10.42.0.30:8123","#,
+                r#""ServiceName":"media-home-assistant-6f9d@kubernetescrd","#,
+                r#""ServiceURL":"http://10.42.0.30:8123","StartLocal":"{time}","#,
+                r#""StartUTC":"{time}","entryPointName":"{ep}","level":"info","msg":"","#,
+                r#"{cf}"time":"{time}"}}"#
+            ),
+            time = time,
+            client_addr = client.split(',').next().unwrap_or(client),
+            client = client,
+            status = status,
+            host = host,
+            path = path,
+            ep = ep,
+            cf = cf,
+        )
+    }
+
+    /// The log: which lines would be banned by which jail is asserted below.
+    fn log() -> Vec<String> {
+        let t = |s: u32| format!("2025-11-20T10:00:{s:02}.{:09}Z", 123_456_789 + s);
+        vec![
+            // LAN client failing basic auth, and refused by an allow list.
+            line(&t(1), "192.168.1.50", 401, "/", "web", None),
+            line(&t(2), "192.168.1.51", 403, "/api/states", "web", None),
+            // Tunnel visitors: the tunnel entry point trusts X-Forwarded-For,
+            // which may hold a forged first element; the visitor is CF-Connecting-IP.
+            line(
+                &t(3),
+                "198.51.100.99, 203.0.113.7",
+                401,
+                "/",
+                "tunnel",
+                Some("203.0.113.7"),
+            ),
+            line(
+                &t(4),
+                "10.42.0.17",
+                401,
+                "/auth/login",
+                "tunnel",
+                Some("203.0.113.8"),
+            ),
+            // A LAN client forging CF-Connecting-IP is judged by its own address.
+            line(&t(5), "192.168.1.60", 401, "/", "web", Some("203.0.113.99")),
+            // Successes never count.
+            line(&t(6), "192.168.1.70", 200, "/", "web", None),
+            line(&t(7), "10.42.0.17", 200, "/", "tunnel", Some("203.0.113.9")),
+            // Scanners.
+            line(&t(8), "198.51.100.20", 404, "/wp-login.php", "web", None),
+            line(
+                &t(9),
+                "10.42.0.17",
+                404,
+                "/.env",
+                "tunnel",
+                Some("203.0.113.30"),
+            ),
+            line(
+                &t(10),
+                "198.51.100.21",
+                404,
+                "/phpMyAdmin/index.php?lang=en",
+                "web",
+                None,
+            ),
+            line(&t(11), "198.51.100.22", 404, "/blog/wp-admin/", "web", None),
+            // Not scanners: other 404s, a probe path that was served.
+            line(&t(12), "192.168.1.80", 404, "/environment", "web", None),
+            line(&t(13), "192.168.1.81", 404, "/favicon.ico", "web", None),
+            line(&t(14), "192.168.1.82", 200, "/.env", "web", None),
+            // Traefik's own log lines share the file.
+            format!(
+                r#"{} stdout F {{"level":"info","msg":"Starting provider *crd.Provider","time":"2025-11-20T10:00:15Z"}}"#,
+                t(15)
+            ),
+        ]
+    }
+
+    fn auth_expected() -> BTreeSet<&'static str> {
+        [
+            "192.168.1.50",
+            "192.168.1.51",
+            "203.0.113.7",
+            "203.0.113.8",
+            "192.168.1.60",
+        ]
+        .into()
+    }
+
+    fn botsearch_expected() -> BTreeSet<&'static str> {
+        [
+            "198.51.100.20",
+            "203.0.113.30",
+            "198.51.100.21",
+            "198.51.100.22",
+        ]
+        .into()
+    }
+
+    /// The value of `key` in a fail2ban config file, with continuation lines.
+    fn setting(conf: &str, key: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut inside = false;
+        for l in conf.lines() {
+            if let Some(rest) = l.strip_prefix(&format!("{key} =")) {
+                inside = true;
+                if !rest.trim().is_empty() {
+                    out.push(rest.trim().to_string());
+                }
+            } else if inside && l.starts_with(char::is_whitespace) && !l.trim().is_empty() {
+                out.push(l.trim().to_string());
+            } else {
+                inside = false;
+            }
+        }
+        out
+    }
+
+    /// fail2ban's reading of a filter, in Rust: the datepattern (with
+    /// `%%` escapes and strptime directives) finds and cuts the time, then the
+    /// failregex lines are tried in order and `<ADDR>` captures the address.
+    struct Filter {
+        date: Regex,
+        fail: Vec<Regex>,
+    }
+
+    impl Filter {
+        fn parse(conf: &str) -> Self {
+            assert!(!conf.contains("%("), "no %(...)s interpolation expected");
+            let date = setting(conf, "datepattern").join("");
+            let date = date
+                .replace("%%Y", r"\d{4}")
+                .replace("%%m", r"\d{2}")
+                .replace("%%d", r"\d{2}")
+                .replace("%%H", r"\d{2}")
+                .replace("%%M", r"\d{2}")
+                .replace("%%S", r"\d{2}")
+                .replace("%%f", r"\d{1,6}")
+                .replace("%%z", r"(?:Z|UTC|GMT|[+-][01]\d(?::?\d{2})?)");
+            assert!(!date.contains('%'), "untranslated directive in {date}");
+            let fail = setting(conf, "failregex")
+                .iter()
+                .map(|re| {
+                    Regex::new(&re.replace("<ADDR>", r"(?P<addr>[0-9A-Fa-f:.]+)"))
+                        .expect("failregex compiles")
+                })
+                .collect();
+            Self {
+                date: Regex::new(&date).expect("datepattern compiles"),
+                fail,
+            }
+        }
+
+        /// The indexes of the failregex lines matching `line`, with the address.
+        fn matches(&self, line: &str) -> Vec<(usize, String)> {
+            let Some(date) = self.date.find(line) else {
+                return Vec::new();
+            };
+            let rest = format!("{}{}", &line[..date.start()], &line[date.end()..]);
+            self.fail
+                .iter()
+                .enumerate()
+                .filter_map(|(i, re)| re.captures(&rest).map(|c| (i, c["addr"].to_string())))
+                .collect()
+        }
+
+        fn banned(&self, log: &[String]) -> BTreeSet<String> {
+            log.iter()
+                .filter_map(|l| self.matches(l).into_iter().next().map(|m| m.1))
+                .collect()
+        }
+    }
+
+    fn as_strings(set: BTreeSet<&str>) -> BTreeSet<String> {
+        set.into_iter().map(String::from).collect()
+    }
+
+    #[test]
+    fn filters_pick_the_client_to_ban() {
+        let auth = Filter::parse(&auth_filter("web"));
+        let bots = Filter::parse(&botsearch_filter("web"));
+        assert_eq!(auth.fail.len(), 2);
+        assert_eq!(bots.fail.len(), 2);
+        let log = log();
+        assert_eq!(auth.banned(&log), as_strings(auth_expected()));
+        assert_eq!(bots.banned(&log), as_strings(botsearch_expected()));
+        // No line matches both failregex lines of a filter.
+        for l in &log {
+            assert!(auth.matches(l).len() <= 1, "{l}");
+            assert!(bots.matches(l).len() <= 1, "{l}");
+        }
+        // Every line has a time fail2ban can read.
+        assert!(log.iter().all(|l| auth.date.is_match(l)));
+    }
+
+    #[test]
+    fn filters_follow_the_entry_point() {
+        let auth = Filter::parse(&auth_filter("http"));
+        let log = log();
+        // With the HTTP entry point called `http`, `web` lines are not ours.
+        assert_eq!(
+            auth.banned(&log),
+            as_strings(["203.0.113.7", "203.0.113.8"].into())
+        );
+        let renamed: Vec<String> = log
+            .iter()
+            .map(|l| l.replace(r#""entryPointName":"web""#, r#""entryPointName":"http""#))
+            .collect();
+        assert_eq!(auth.banned(&renamed), as_strings(auth_expected()));
+    }
+
+    /// The same log through fail2ban's own `fail2ban-regex` (Debian package
+    /// `fail2ban`), when it is installed.
+    #[test]
+    fn fail2ban_regex_agrees() {
+        let found = std::process::Command::new("fail2ban-regex")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            eprintln!("fail2ban-regex not installed: skipped (apt-get install fail2ban)");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("mediastack-f2b-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log_path = dir.join("0.log");
+        std::fs::write(&log_path, log().join("\n") + "\n").expect("write log");
+        for (name, conf, expected) in [
+            ("auth.conf", auth_filter("web"), auth_expected()),
+            (
+                "botsearch.conf",
+                botsearch_filter("web"),
+                botsearch_expected(),
+            ),
+        ] {
+            let filter_path = dir.join(name);
+            std::fs::write(&filter_path, conf).expect("write filter");
+            let out = std::process::Command::new("fail2ban-regex")
+                .args(["--out", "ip"])
+                .arg(&log_path)
+                .arg(&filter_path)
+                .output()
+                .expect("fail2ban-regex runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let banned: BTreeSet<String> = stdout
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+            assert_eq!(banned, as_strings(expected), "{name}: {stdout}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn by_key(children: &[Child]) -> BTreeMap<String, Value> {
+        children
+            .iter()
+            .map(|c| (c.key(), serde_json::to_value(&c.object).expect("json")))
+            .collect()
+    }
+
+    #[test]
+    fn fail2ban_snapshots() {
+        let children = objects(&parent(), &stack().spec, &inputs()).expect("render");
+        let keys: Vec<String> = children.iter().map(Child::key).collect();
+        assert_eq!(keys, ["ConfigMap/home-fail2ban", "DaemonSet/home-fail2ban"]);
+        for child in &children {
+            let snap = format!("fail2ban_{}", child.api.kind.to_lowercase());
+            // With the other render snapshots, not under fail2ban/.
+            insta::with_settings!({snapshot_path => "../snapshots"}, {
+                insta::assert_snapshot!(snap, child.to_yaml());
+            });
+        }
+    }
+
+    #[test]
+    fn enabled_by_default_only_with_the_managed_traefik() {
+        let mut spec = stack().spec;
+        assert!(enabled(&spec));
+        spec.ingress.traefik.managed = false;
+        assert!(!enabled(&spec));
+        assert!(
+            objects(&parent(), &spec, &inputs())
+                .expect("render")
+                .is_empty()
+        );
+        spec.security.fail2ban.enabled = Some(true);
+        assert!(enabled(&spec));
+        let files = config_files(&parent(), &spec, &inputs()).expect("render");
+        assert!(files[JAIL_KEY].contains("logpath = /var/log/pods/*_traefik-*/traefik/*.log"));
+        spec.ingress.traefik.managed = true;
+        spec.security.fail2ban.enabled = Some(false);
+        assert!(
+            objects(&parent(), &spec, &inputs())
+                .expect("render")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn jails_from_the_spec() {
+        let mut spec = stack().spec;
+        spec.security.fail2ban.ignore_cidrs = vec!["192.168.1.0/24".into(), "10.96.0.0/16".into()];
+        spec.security.fail2ban.auth_jail.max_retry = 3;
+        spec.security.fail2ban.botsearch_jail.ban_time = "1w".into();
+        let files = config_files(&parent(), &spec, &inputs()).expect("render");
+        let jails = &files[JAIL_KEY];
+        let section = |name: &str| -> String {
+            let start = jails.find(&format!("[{name}]")).expect("jail");
+            let rest = &jails[start + 1..];
+            rest[..rest.find("\n[").unwrap_or(rest.len())].to_string()
+        };
+        let auth = section(AUTH_JAIL);
+        let bots = section(BOTSEARCH_JAIL);
+        for (jail, filter, retry, find, ban) in [
+            (&auth, AUTH_FILTER, "3", "10m", "1h"),
+            (&bots, BOTSEARCH_FILTER, "3", "10m", "1w"),
+        ] {
+            assert_eq!(setting(jail, "filter"), [filter]);
+            assert_eq!(setting(jail, "maxretry"), [retry]);
+            assert_eq!(setting(jail, "findtime"), [find]);
+            assert_eq!(setting(jail, "bantime"), [ban]);
+            assert_eq!(
+                setting(jail, "ignoreip"),
+                ["127.0.0.1/8 ::1 10.244.0.0/16 10.96.0.0/16 192.168.1.0/24"]
+            );
+            assert_eq!(
+                setting(jail, "logpath"),
+                [
+                    "/var/log/pods/media_home-traefik-*/traefik/*.log",
+                    PLACEHOLDER_PATH
+                ]
+            );
+            assert!(
+                jail.contains("action = mediastack-raw-drop[name=traefik-"),
+                "{jail}"
+            );
+        }
+        assert!(!jails.contains("{{"), "{jails}");
+        // The ban database keeps the longest ban.
+        let ds = by_key(&objects(&parent(), &spec, &inputs()).expect("render"));
+        let env =
+            &ds["DaemonSet/home-fail2ban"]["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert!(
+            env.as_array()
+                .expect("env")
+                .contains(&json!({"name": "F2B_DB_PURGE_AGE", "value": "604800"}))
+        );
+
+        spec.security.fail2ban.auth_jail.find_time = "10 m".into();
+        assert!(matches!(
+            config_files(&parent(), &spec, &inputs()),
+            Err(RenderError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn bans_before_nat() {
+        let files = config_files(&parent(), &stack().spec, &inputs()).expect("render");
+        let action = &files[ACTION_KEY];
+        for key in [
+            "actionstart",
+            "actionstop",
+            "actioncheck",
+            "actionban",
+            "actionunban",
+        ] {
+            let value = setting(action, key).join("\n");
+            assert!(
+                value.lines().all(|l| l.contains("-t raw")),
+                "{key} works in the raw table: {value}"
+            );
+        }
+        assert_eq!(
+            setting(action, "actionban"),
+            ["<iptables> -t raw -I f2b-<name> 1 -s <ip> -j DROP"]
+        );
+        assert!(
+            setting(action, "actionstart")
+                .join(" ")
+                .contains("PREROUTING")
+        );
+    }
+
+    #[test]
+    fn daemon_set_on_the_host_network_with_network_capabilities() {
+        let children = objects(&parent(), &stack().spec, &inputs()).expect("render");
+        let objs = by_key(&children);
+        let pod = &objs["DaemonSet/home-fail2ban"]["spec"]["template"];
+        let spec = &pod["spec"];
+        assert_eq!(spec["hostNetwork"], true);
+        assert_eq!(spec["dnsPolicy"], "ClusterFirstWithHostNet");
+        let c = &spec["containers"][0];
+        assert_eq!(c["image"], DEFAULT_IMAGE);
+        assert_eq!(
+            c["securityContext"]["capabilities"]["add"],
+            json!(["NET_ADMIN", "NET_RAW"])
+        );
+        for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+            assert_eq!(
+                c[probe]["exec"]["command"],
+                json!(["fail2ban-client", "ping"]),
+                "{probe}"
+            );
+        }
+        let mounts: BTreeMap<String, Value> = c["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .map(|m| (m["mountPath"].as_str().unwrap_or("").to_string(), m.clone()))
+            .collect();
+        assert_eq!(mounts["/var/log/pods"]["readOnly"], true);
+        assert_eq!(mounts["/data/db"]["name"], "db");
+        for (path, key) in [
+            ("/data/jail.d/mediastack.local", JAIL_KEY),
+            (
+                "/data/filter.d/mediastack-traefik-auth.conf",
+                "mediastack-traefik-auth.conf",
+            ),
+            ("/data/action.d/mediastack-raw-drop.conf", ACTION_KEY),
+        ] {
+            assert_eq!(mounts[path]["subPath"], key, "{path}");
+        }
+        let volumes: BTreeMap<String, Value> = spec["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .map(|v| (v["name"].as_str().unwrap_or("").to_string(), v.clone()))
+            .collect();
+        assert_eq!(
+            volumes["db"]["hostPath"],
+            json!({"path": "/var/lib/mediastack/media-home/fail2ban", "type": "DirectoryOrCreate"})
+        );
+        // Every file the pod mounts exists in the ConfigMap.
+        let data = &objs["ConfigMap/home-fail2ban"]["data"];
+        for m in mounts.values() {
+            if let Some(key) = m["subPath"].as_str() {
+                assert!(data.get(key).is_some(), "{key}");
+            }
+        }
+        // A config change rolls the pods.
+        let hash = pod["metadata"]["annotations"][CONFIG_HASH_ANNOTATION].clone();
+        let mut changed = stack().spec;
+        changed.security.fail2ban.auth_jail.max_retry = 9;
+        let objs = by_key(&objects(&parent(), &changed, &inputs()).expect("render"));
+        assert_ne!(
+            objs["DaemonSet/home-fail2ban"]["spec"]["template"]["metadata"]["annotations"]
+                [CONFIG_HASH_ANNOTATION],
+            hash
+        );
+    }
+
+    #[test]
+    fn ignore_entries_must_be_addresses() {
+        let mut i = inputs();
+        i.cluster_subnets.push("10.0.0.0/8\n[sshd]".into());
+        assert!(matches!(
+            config_files(&parent(), &stack().spec, &i),
+            Err(RenderError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,266 @@
+//! gluetun as a native sidecar of a VPN consumer (qBittorrent), with the
+//! kill switch. See `docs/vpn.md` for the design and how to verify it.
+//!
+//! The rule above all: a consumer never runs without its gluetun sidecar,
+//! and a broken VPN configuration fails closed. The kill switch has layers:
+//!
+//! 1. **Start order.** gluetun is the first `initContainers` entry with
+//!    `restartPolicy: Always` (a native sidecar), so the kubelet starts the
+//!    app containers only after gluetun's startup probe passes, which needs
+//!    a working tunnel. No leak window at start; a gluetun restart (liveness)
+//!    restarts gluetun alone, in the pod's unchanged network namespace.
+//! 2. **gluetun's firewall**, pinned on: outbound only through the tunnel,
+//!    except `FIREWALL_OUTBOUND_SUBNETS` (cluster ranges + allowed subnets).
+//! 3. **A NetworkPolicy** ([`network_policy`]), enforced outside the pod.
+//! 4. **Fail closed.** When the gateway is missing or invalid
+//!    ([`VpnResolution::Unavailable`]), or the cluster ranges are unusable,
+//!    the Deployment has 0 replicas, the pod template keeps the sidecar with
+//!    the firewall on and a startup probe that never passes, the policy
+//!    denies all traffic, and the template says why in
+//!    `mediastack.io/vpn-blocked`.
+//!
+//! Credentials reach gluetun as `secretKeyRef` environment variables, never
+//! as literal values. Env vars rather than `<NAME>_SECRETFILE` files,
+//! because: gluetun reads secret files for only some variables (not
+//! `WIREGUARD_PUBLIC_KEY` or the endpoint of a `custom` server), so files
+//! would mean two mechanisms; a `secretKeyRef` maps one Secret key to one
+//! variable and expresses optional keys (`presharedKey`) directly; the
+//! kubelet refuses to start the container when a required key is missing
+//! (one more fail-closed layer); gluetun unsets these variables after
+//! reading them; and the app containers cannot see them (separate
+//! containers, no shared process namespace).
+
+mod cidr;
+mod policy;
+mod sidecar;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy};
+
+use self::cidr::Cidr;
+use super::meta::Parent;
+use super::{Child, GeneratedSecret, RenderError, VpnResolution};
+use crate::api::VpnGateway;
+use crate::catalog::App;
+
+pub use self::sidecar::{
+    CONTAINER_NAME, CONTROL_DIR, CONTROL_FILE, CONTROL_PORT, HEALTH_PORT, MIN_MEMORY,
+};
+pub use self::validate::{
+    Invalid, KEY_ADDRESSES, KEY_ENDPOINT_IP, KEY_ENDPOINT_PORT, KEY_PASSWORD, KEY_PRESHARED_KEY,
+    KEY_PRIVATE_KEY, KEY_PUBLIC_KEY, KEY_USERNAME, check_cluster_subnets, reason, required_keys,
+    resolution_hash, resolve, resolve_for_cluster, validate,
+};
+
+/// Pod-template annotation with [`resolution_hash`]: a change to the
+/// gateway or its Secret rolls the consumer's pods.
+pub const HASH_ANNOTATION: &str = "mediastack.io/vpn-hash";
+/// Pod-template annotation with the reason the consumer is held closed.
+pub const BLOCKED_ANNOTATION: &str = "mediastack.io/vpn-blocked";
+/// Key of the control Secret's random API key.
+pub const CONTROL_API_KEY: &str = "apikey";
+
+/// The read-only control-server routes the role may call: the public IP,
+/// the forwarded port and the VPN status.
+const CONTROL_ROLE: &str = r#"[[roles]]
+name = "mediastack-operator"
+routes = ["GET /v1/publicip/ip", "GET /v1/portforward", "GET /v1/vpn/status"]
+auth = "apikey"
+apikey = "{{apikey}}"
+"#;
+
+/// What the sidecar is rendered from: the gateway (if any), whether the
+/// consumer may run, and the subnets kept outside the tunnel.
+struct Plan<'a> {
+    gateway: Option<&'a VpnGateway>,
+    hash: Option<&'a str>,
+    /// `Some(reason)`: fail closed.
+    blocked: Option<String>,
+    /// The cluster ranges in effect (`killSwitch.clusterSubnets`, else the
+    /// discovered ones): valid, no wider than /8, canonical.
+    cluster: Vec<Cidr>,
+    /// `killSwitch.allowedSubnets`: valid, no wider than /8, canonical.
+    allowed: Vec<Cidr>,
+}
+
+impl<'a> Plan<'a> {
+    /// Decides from the resolution and re-checks what the renderer is given:
+    /// a `Ready` resolution with an unusable subnet, or with no cluster range
+    /// at all, is still rendered closed.
+    fn new(resolution: &'a VpnResolution, cluster_subnets: &[String]) -> Self {
+        let (gateway, hash, mut blocked) = match resolution {
+            VpnResolution::Ready { gateway, hash, .. } => {
+                (Some(gateway.as_ref()), Some(hash.as_str()), None)
+            }
+            VpnResolution::Unavailable {
+                gateway, reason, ..
+            } => (gateway.as_deref(), None, Some(reason.clone())),
+        };
+        let cluster_raw = gateway
+            .and_then(|g| g.spec.kill_switch.cluster_subnets.as_deref())
+            .unwrap_or(cluster_subnets);
+        let allowed_raw = gateway
+            .map(|g| g.spec.kill_switch.allowed_subnets.as_slice())
+            .unwrap_or_default();
+        let (cluster, cluster_problem) = usable(cluster_raw);
+        let (allowed, allowed_problem) = usable(allowed_raw);
+        if blocked.is_none() {
+            blocked = cluster_problem
+                .or(allowed_problem)
+                .or(cluster
+                    .is_empty()
+                    .then_some(reason::CLUSTER_SUBNETS_UNKNOWN))
+                .map(String::from);
+        }
+        Self {
+            gateway,
+            hash,
+            blocked,
+            cluster,
+            allowed,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.blocked.is_none() && self.gateway.is_some()
+    }
+
+    /// `FIREWALL_OUTBOUND_SUBNETS`: cluster ranges and allowed subnets,
+    /// sorted (IPv4 first, then by address and prefix), without duplicates.
+    fn outbound(&self) -> Vec<Cidr> {
+        let mut all: Vec<Cidr> = self.cluster.iter().chain(&self.allowed).copied().collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+/// The usable subnets of `raw`, and the reason of the first unusable one.
+fn usable(raw: &[String]) -> (Vec<Cidr>, Option<&'static str>) {
+    let mut problem = None;
+    let mut out = Vec::new();
+    for s in raw {
+        match Cidr::parse(s) {
+            Some(c) if !c.is_too_wide() => out.push(c),
+            Some(_) => {
+                problem = problem.or(Some(reason::SUBNET_TOO_WIDE));
+            }
+            None => problem = problem.or(Some(reason::INVALID_SUBNET)),
+        }
+    }
+    (out, problem)
+}
+
+/// Adds gluetun to the consumer's Deployment as a native sidecar: the first
+/// `initContainers` entry, `restartPolicy: Always`, so it shares the pod
+/// network and is healthy before the app starts. Also sets the `Recreate`
+/// strategy (two pods must never hold the same tunnel keys), the
+/// `/dev/net/tun` and control-file volumes, and the pod-template annotation
+/// ([`HASH_ANNOTATION`] or [`BLOCKED_ANNOTATION`]).
+///
+/// `FIREWALL_INPUT_PORTS` is `spec.inputPorts`, or by default the app's
+/// web UI port plus every port declared by the Deployment's containers at
+/// this point; in both cases plus the catalog exporter's port and the
+/// health port. Order assumption: containers that listen should be added
+/// before this is called (the catalog exporter is covered either way), and
+/// nothing should be inserted before gluetun afterwards. Idempotent: an
+/// existing gluetun sidecar is replaced.
+///
+/// Fails closed (replicas 0, startup probe that never passes) for an
+/// `Unavailable` resolution, and for a `Ready` one whose cluster ranges are
+/// empty, not CIDRs or wider than /8. Never leaves the pod without the
+/// sidecar.
+pub fn inject(
+    parent: &Parent,
+    app: &App,
+    deployment: &mut Deployment,
+    vpn: &VpnResolution,
+    cluster_subnets: &[String],
+) -> Result<(), RenderError> {
+    let plan = Plan::new(vpn, cluster_subnets);
+    let control = control_secret_name(parent, app);
+    let spec = &mut deployment.spec;
+    let template = &mut spec.template;
+    let pod = template.spec.get_or_insert_with(Default::default);
+
+    let gluetun = sidecar::container(&plan, app, pod);
+    let init = pod.init_containers.get_or_insert_with(Vec::new);
+    init.retain(|c| c.name != CONTAINER_NAME);
+    init.insert(0, gluetun);
+
+    let ours = sidecar::volumes(&plan, &control);
+    let volumes = pod.volumes.get_or_insert_with(Vec::new);
+    volumes.retain(|v| v.name != sidecar::TUN_VOLUME && v.name != sidecar::CONTROL_VOLUME);
+    volumes.extend(ours);
+
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.remove(HASH_ANNOTATION);
+    annotations.remove(BLOCKED_ANNOTATION);
+    match (&plan.blocked, plan.hash) {
+        (None, Some(hash)) if plan.is_open() => {
+            annotations.insert(HASH_ANNOTATION.into(), hash.into());
+        }
+        (blocked, _) => {
+            let why = blocked
+                .clone()
+                .unwrap_or_else(|| reason::GATEWAY_NOT_FOUND.into());
+            annotations.insert(BLOCKED_ANNOTATION.into(), why);
+            spec.replicas = Some(0);
+        }
+    }
+
+    spec.strategy = Some(DeploymentStrategy {
+        type_: Some("Recreate".into()),
+        rolling_update: None,
+    });
+    Ok(())
+}
+
+/// The consumer pod's NetworkPolicy `<stack>-<app>-vpn`, the second layer of
+/// the kill switch (enforced by the CNI, outside the pod):
+///
+/// - egress: the VPN transport (UDP 51820 for providers whose WireGuard
+///   servers all use it, else UDP, or UDP and TCP for OpenVPN) to any
+///   address except the cluster ranges and private/link-local ranges (all
+///   providers' servers are public; a `custom` server may be private, so
+///   only link-local is excluded for it); DNS to kube-dns (UDP/TCP 53); the
+///   allowed subnets;
+/// - ingress: the input ports (`spec.inputPorts`, else the web UI port) from
+///   pods of the namespace and the allowed subnets; the exporter port from
+///   any namespace;
+/// - fail closed: no rule at all, so nothing in or out.
+///
+/// NetworkPolicies add up: another policy can let more in (e.g. a Traefik
+/// in another namespace).
+pub fn network_policy(
+    parent: &Parent,
+    app: &App,
+    vpn: &VpnResolution,
+    cluster_subnets: &[String],
+) -> Result<Child, RenderError> {
+    let plan = Plan::new(vpn, cluster_subnets);
+    Child::typed(&policy::build(parent, app, &plan))
+}
+
+/// The control-server credentials of the consumer's gluetun: created once by
+/// the reconciler with a random [`CONTROL_API_KEY`] and a gluetun role file
+/// (`config.toml`) granting that key read-only routes. Mounted at
+/// [`CONTROL_DIR`]; the server listens on [`CONTROL_PORT`], reachable from
+/// inside the pod only.
+pub fn control_secret(parent: &Parent, app: &App) -> GeneratedSecret {
+    GeneratedSecret {
+        name: control_secret_name(parent, app),
+        random_keys: vec![CONTROL_API_KEY.into()],
+        templated: BTreeMap::from([(CONTROL_FILE.to_string(), CONTROL_ROLE.to_string())]),
+        labels: parent.labels(app.name, "vpn"),
+    }
+}
+
+fn control_secret_name(parent: &Parent, app: &App) -> String {
+    parent.child_name(&format!("{}-gluetun-control", app.name))
+}
