@@ -1,5 +1,4 @@
-# syntax=docker/dockerfile:1
-# The operator image: a static-ish Rust binary on distroless, running as nonroot.
+# The operator image: the release binary on distroless (glibc, no shell), as nonroot.
 #   docker build -t mediastack-operator:0.1.0 .
 
 FROM rust:1.95-bookworm AS build

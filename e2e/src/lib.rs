@@ -78,7 +78,7 @@ impl TestNamespace {
                 "-f",
                 "-",
             ],
-            yaml,
+            &without_namespace(yaml),
         )
         .await
     }
@@ -86,8 +86,19 @@ impl TestNamespace {
     /// Creates a manifest (as `kubectl create`, with strict field validation);
     /// the error carries the API server's message.
     pub async fn create_yaml(&self, yaml: &str) -> anyhow::Result<String> {
-        kubectl_stdin(&["create", "-n", &self.name, "-f", "-"], yaml).await
+        kubectl_stdin(
+            &["create", "-n", &self.name, "-f", "-"],
+            &without_namespace(yaml),
+        )
+        .await
     }
+}
+
+/// The manifest without the examples' `namespace: media`, so they land in
+/// the test's namespace.
+pub fn without_namespace(yaml: &str) -> String {
+    yaml.replace(", namespace: media}", "}")
+        .replace("\n  namespace: media\n", "\n")
 }
 
 /// Runs `kubectl` with `input` on stdin; returns stdout, or the error with stderr.

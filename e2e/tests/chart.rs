@@ -100,6 +100,9 @@ fn chart_lints_clean() {
     assert!(!bad.status.success(), "logFormat=xml must be rejected");
 }
 
+// multi_thread: TestNamespace's Drop deletes the namespace from a blocked
+// thread with a client whose background task lives on the test's runtime; a
+// current-thread runtime would deadlock there.
 #[tokio::test(flavor = "multi_thread")]
 async fn rendered_chart_is_accepted_by_the_api_server() {
     let release_ns = TestNamespace::new("chart").await;
@@ -206,16 +209,24 @@ impl Drop for ClusterScoped {
 fn example_stack(ns: &str) -> String {
     let text = std::fs::read_to_string(repo_root().join("examples/stack-complete.yaml"))
         .expect("examples/stack-complete.yaml");
-    let mut out = String::new();
+    let mut docs = Vec::new();
     for mut doc in documents(&text) {
         if doc["kind"].as_str() == Some("Namespace") {
             continue;
         }
         doc["metadata"]["namespace"] = ns.into();
-        out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&doc).expect("YAML"));
+        docs.push(doc);
     }
-    out
+    list(&docs)
+}
+
+/// Objects as one `v1` List in JSON, for `kubectl -f -`.
+fn list<T: serde::Serialize>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|i| serde_json::to_value(i).expect("JSON"))
+        .collect();
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
 }
 
 /// Installs the chart's ServiceAccount and RBAC (release namespace
@@ -309,10 +320,9 @@ async fn operator_account_can_do_its_work(
     // Write every child as the operator does: server-side apply, its field
     // manager. For real, not a dry run: a RoleBinding is only allowed once the
     // Role it grants exists and is held by the writer.
-    let children_yaml: String = children
-        .iter()
-        .map(|c| format!("---\n{}", c.to_yaml()))
-        .collect();
+    // JSON, not YAML: kubectl reads YAML 1.1, where an unquoted `on` (a
+    // gluetun setting, as serde_yaml writes it) is a boolean.
+    let children_json = list(children.iter().map(|c| &c.object));
     kubectl_stdin(
         &[
             "apply",
@@ -323,7 +333,7 @@ async fn operator_account_can_do_its_work(
             "-f",
             "-",
         ],
-        &children_yaml,
+        &children_json,
     )
     .await
     .unwrap_or_else(|e| {

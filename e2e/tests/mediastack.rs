@@ -105,7 +105,7 @@ async fn warning_events(ns: &TestNamespace, reason: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn the_example_stack_becomes_ready_with_every_app() {
     let ns = TestNamespace::new("stack").await;
     let _op = Operator::start(&ns).await;
@@ -156,7 +156,7 @@ async fn the_example_stack_becomes_ready_with_every_app() {
     .expect("kubectl wait returns");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn disabling_an_app_keeps_its_config_and_deleting_the_stack_collects_everything() {
     let ns = TestNamespace::new("prune").await;
     let _op = Operator::start(&ns).await;
@@ -212,7 +212,7 @@ async fn disabling_an_app_keeps_its_config_and_deleting_the_stack_collects_every
     .expect("children collected");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn drift_is_repaired() {
     let ns = TestNamespace::new("drift").await;
     let _op = Operator::start(&ns).await;
@@ -248,7 +248,7 @@ async fn drift_is_repaired() {
     .expect("image restored");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_settled_stack_resyncs_without_writes() {
     let ns = TestNamespace::new("noop").await;
     let op = Operator::start(&ns).await;
@@ -313,7 +313,7 @@ async fn a_settled_stack_resyncs_without_writes() {
     assert_eq!(after - before, 0.0, "write requests during no-op resyncs");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gives_conditions_and_events_and_loses_nothing() {
     let ns = TestNamespace::new("bad").await;
     let _op = Operator::start(&ns).await;

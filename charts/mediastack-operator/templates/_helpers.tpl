@@ -52,7 +52,11 @@ watchNamespace.
 - apiGroups: ["mediastack.io"]
   resources: ["mediastacks/status", "vpngateways/status", "ingressroutes/status"]
   verbs: ["get", "patch", "update"]
-# Children, written with server-side apply and pruned.
+# Children, written with server-side apply and pruned. A MediaStack exposes
+# its apps through IngressRoutes of its own (operator/src/render/route.rs).
+- apiGroups: ["mediastack.io"]
+  resources: ["ingressroutes"]
+  verbs: ["create", "patch", "update", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments", "daemonsets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
