@@ -56,6 +56,30 @@ ours() {
 # already reaped can block forever inside a trap.
 reap() { if [ "$(proc "$1" | cut -d' ' -f2)" = $$ ]; then wait "$1" 2>/dev/null || true; fi; }
 
+# Storage: KWOK simulates no volume plugin and there is no provisioner, so a
+# default StorageClass without a provisioner and a pool of pre-made volumes
+# stand in for one. The real PV controller (kube-controller-manager) binds
+# claims to them; a bound volume is not reused (Retain).
+PV_COUNT=${MEDIASTACK_PV_COUNT:-300}
+storage() {
+  local i
+  {
+    cat <<'EOF'
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+reclaimPolicy: Retain
+EOF
+    for i in $(seq "$PV_COUNT"); do
+      printf -- '---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {name: pool-%d}\nspec:\n  capacity: {storage: 4Ti}\n  accessModes: [ReadWriteOnce, ReadWriteMany, ReadOnlyMany]\n  storageClassName: standard\n  persistentVolumeReclaimPolicy: Retain\n  hostPath: {path: /var/lib/mediastack-pool/%d}\n' "$i" "$i"
+    done
+  } | kc apply --server-side -f - >/dev/null
+}
+
 dump_logs() {
   local f
   for f in "$1"/logs/*.log; do
@@ -129,6 +153,19 @@ gen_pki() {
   token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
   echo "$token,mediastack-admin,mediastack-admin,\"system:masters\"" >"$p/tokens.csv"
   chmod 600 "$p"/*.key "$p/tokens.csv"
+  # Audit writes (not reads, not node/lease heartbeats) so tests can count
+  # exactly which client wrote what in their namespace.
+  cat >"$p/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  resources: [{group: coordination.k8s.io, resources: [leases]}]
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+EOF
   echo "$token"
 }
 
@@ -210,7 +247,8 @@ cmd_up() {
     --authorization-mode=Node,RBAC --allow-privileged=true \
     --service-cluster-ip-range=10.96.0.0/16 --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
-    --endpoint-reconciler-type=none
+    --endpoint-reconciler-type=none \
+    --audit-policy-file="$pki/audit-policy.yaml" --audit-log-path="$state/logs/audit.log" --audit-log-format=json
   wait_for "kube-apiserver /readyz" "$state" kc get --raw /readyz
   log "kube-apiserver ready $(since "$t")s (port $p_api)"
 
@@ -247,6 +285,10 @@ EOF
   log "controllers + node ready $(since "$t")s"
 
   t=$(now)
+  storage
+  log "storage class + $PV_COUNT volumes $(since "$t")s"
+
+  t=$(now)
   if [ ${#crds[@]} -gt 0 ]; then
     kc apply --server-side --force-conflicts "${crds[@]}" >/dev/null
     # Retried: `kubectl wait` errors out on a CRD that has no conditions yet.
@@ -255,7 +297,7 @@ EOF
   log "$((${#crds[@]} / 2)) CRD file(s) established $(since "$t")s"
 
   # shellcheck disable=SC2016 # $PATH is expanded when env is sourced
-  printf 'export KUBECONFIG=%q\nexport PATH=%q:"$PATH"\n' "$state/kubeconfig" "$bin" >"$state/env"
+  printf 'export KUBECONFIG=%q\nexport PATH=%q:"$PATH"\nexport MEDIASTACK_AUDIT_LOG=%q\n' "$state/kubeconfig" "$bin" "$state/logs/audit.log" >"$state/env"
   if [ $own = 1 ]; then teardown=""; fi
   log "up in $(since "$t0")s"
   echo "export KUBECONFIG=$state/kubeconfig   # or: source $state/env"
@@ -337,7 +379,7 @@ cmd_exec() {
   local child rc=0
   teardown=$(mktemp -d "$cache/clusters/exec.XXXXXX") # EXIT trap downs it whatever happens
   cmd_up "$teardown" >/dev/null
-  export KUBECONFIG=$teardown/kubeconfig PATH=$bin:$PATH
+  export KUBECONFIG=$teardown/kubeconfig PATH=$bin:$PATH MEDIASTACK_AUDIT_LOG=$teardown/logs/audit.log
   # CMD runs in the background so INT/TERM interrupt `wait` at once; forward
   # them as TERM (background jobs of a script ignore SIGINT).
   "$@" <&0 &

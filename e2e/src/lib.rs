@@ -332,3 +332,38 @@ pub async fn apiserver_metrics(client: &Client) -> anyhow::Result<String> {
     let req = http::Request::get("/metrics").body(Vec::new())?;
     Ok(client.request_text(req).await?)
 }
+
+/// Write requests (create, update, patch, delete) in namespace `ns` recorded in
+/// the local control plane's audit log by clients other than the cluster's own
+/// components (controller-manager, scheduler, kwok), as `verb resource/name`.
+/// `None` when the cluster has no audit log we can read (e.g. kind).
+pub fn audited_writes(ns: &str) -> Option<Vec<String>> {
+    let path = std::env::var_os("MEDIASTACK_AUDIT_LOG")?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let components = ["kube-controller-manager", "kube-scheduler", "kwok"];
+    Some(
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["stage"] == "ResponseComplete" && e["objectRef"]["namespace"] == ns)
+            .filter(|e| {
+                !components
+                    .iter()
+                    .any(|c| e["userAgent"].as_str().unwrap_or("").starts_with(c))
+            })
+            .map(|e| {
+                let r = &e["objectRef"];
+                let sub = r["subresource"]
+                    .as_str()
+                    .map(|s| format!("/{s}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} {}{}/{}",
+                    e["verb"].as_str().unwrap_or(""),
+                    r["resource"].as_str().unwrap_or(""),
+                    sub,
+                    r["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect(),
+    )
+}

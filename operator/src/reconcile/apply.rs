@@ -28,19 +28,17 @@ fn api_for(client: &Client, ns: &str, ar: &ApiResource) -> Api<DynamicObject> {
 /// Applies `child` with server-side apply unless the live object already
 /// matches. Returns whether a write was made.
 pub async fn apply(client: &Client, child: &Child) -> Result<bool, Error> {
-    let ns = child
-        .object
-        .metadata
-        .namespace
-        .as_deref()
-        .ok_or(Error::MissingMetadata("namespace"))?;
     let name = child
         .object
         .metadata
         .name
         .as_deref()
         .ok_or(Error::MissingMetadata("name"))?;
-    let api = api_for(client, ns, &child.api);
+    // Cluster-scoped children (no namespace) use a cluster-wide API.
+    let api = match child.object.metadata.namespace.as_deref() {
+        Some(ns) => api_for(client, ns, &child.api),
+        None => Api::all_with(client.clone(), &child.api),
+    };
     let live = api.get_opt(name).await.map_err(|source| Error::Read {
         what: child.key(),
         source,

@@ -466,11 +466,13 @@ async fn finish(
                 .and_then(|a| a.waiting_for.as_ref())
                 != Some(w)
             {
-                publish(
+                // One series per app: its waits are not folded into another app's.
+                publish_as(
                     ctx,
                     stack,
                     EventType::Warning,
                     "Waiting",
+                    &format!("Start-{app}"),
                     format!("{app} is not started: it waits for {w}"),
                 )
                 .await;
@@ -518,11 +520,25 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
     reason: &str,
     note: String,
 ) {
+    publish_as(ctx, obj, type_, reason, "Reconcile", note).await
+}
+
+/// Like [`publish`] with an explicit action. The recorder folds events with
+/// the same type, reason and action into one series that keeps the first
+/// note, so distinct situations need distinct actions.
+pub async fn publish_as<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let ev = Event {
         type_,
         reason: reason.into(),
         note: Some(note),
-        action: "Reconcile".into(),
+        action: action.into(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {

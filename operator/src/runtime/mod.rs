@@ -215,10 +215,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             route_store.clone(),
         );
         tokio::spawn(async move {
-            if a.wait_until_ready().await.is_ok()
-                && b.wait_until_ready().await.is_ok()
-                && c.wait_until_ready().await.is_ok()
-            {
+            let ra = synced(&a).await;
+            let rb = synced(&b).await;
+            let rc = synced(&c).await;
+            if ra.is_ok() && rb.is_ok() && rc.is_ok() {
                 info!("caches synced");
                 health.ready.store(true, Ordering::Relaxed);
             }
@@ -279,6 +279,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Waits until `store` has its first complete list. The store's readiness
+/// signal wakes only one waiter (the controller's own), so poll it with a
+/// short timeout; once ready, every new call returns at once.
+async fn synced<K>(
+    store: &kube::runtime::reflector::Store<K>,
+) -> Result<(), kube::runtime::reflector::store::WriterDropped>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(res) =
+            tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await
+        {
+            return res;
+        }
+    }
 }
 
 async fn report<E: std::fmt::Display>(r: Result<String, E>) {
