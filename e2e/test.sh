@@ -18,6 +18,17 @@ command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
 command -v go >/dev/null || { echo "go is required to build the local control plane"; exit 1; }
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
+step "test tools: local control plane and promtool (cached build), fail2ban-regex"
+bin=$("$repo/e2e/controlplane/build.sh")
+export PATH="$bin:$PATH"
+if ! command -v fail2ban-regex >/dev/null; then
+  # Debian's fail2ban ships fail2ban-regex, which checks the generated filters.
+  command -v apt-get >/dev/null || { echo "install fail2ban (for fail2ban-regex)"; exit 1; }
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fail2ban) >/dev/null
+fi
+# The tests that use these tools fail instead of skipping when they are missing.
+export MEDIASTACK_REQUIRE_TOOLS=1
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -37,9 +48,6 @@ if [ "${MEDIASTACK_E2E_CLUSTER:-local}" = existing ]; then
   step "cluster tests against \$KUBECONFIG"
   run_cluster_tests
 else
-  step "local control plane (cached build)"
-  bin=$("$repo/e2e/controlplane/build.sh")
-  export PATH="$bin:$PATH"
   step "cluster tests against the local control plane"
   export -f run_cluster_tests
   "$repo/e2e/controlplane/cluster.sh" exec -- bash -c run_cluster_tests

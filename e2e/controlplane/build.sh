@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local control plane (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, kwok, helm) from Go modules into a cache
+# kube-scheduler, kubectl, etcd, kwok, helm, and promtool for the rule tests) from Go modules into a cache
 # outside the repository, keyed by version. Prints the bin directory.
 #
 # Everything comes from the Go module proxy: k8s.io/kubernetes is consumed
@@ -12,9 +12,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"
 
 cache=${MEDIASTACK_CACHE:-$HOME/.cache/mediastack-operator}
-key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
+key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_prom-${PROMETHEUS_VERSION}"
 bin="$cache/controlplane/$key/bin"
-want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm)
+want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm promtool)
 
 have_all() { for b in "${want[@]}"; do [ -x "$bin/$b" ] || return 1; done; }
 if have_all; then echo "$bin"; exit 0; fi
@@ -105,6 +105,8 @@ build_go_install() {
 [ -x "$bin/etcd" ] || build_etcd
 [ -x "$bin/kwok" ] || build_go_install "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}" kwok
 [ -x "$bin/helm" ] || build_go_install "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" helm
+# promtool checks the generated alert rules in the unit tests.
+[ -x "$bin/promtool" ] || build_go_install "github.com/prometheus/prometheus/cmd/promtool@${PROMETHEUS_VERSION}" promtool
 if ! { [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kube-controller-manager" ] && [ -x "$bin/kube-scheduler" ] && [ -x "$bin/kubectl" ]; }; then
   build_kubernetes
 fi
