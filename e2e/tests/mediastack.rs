@@ -62,6 +62,15 @@ fn condition(stack: &MediaStack, type_: &str) -> Option<(String, String, String)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// A fresh namespace with an operator and the example stack, once it is Ready.
+async fn ready_example_stack(prefix: &str) -> (TestNamespace, Operator, MediaStack) {
+    let ns = TestNamespace::new(prefix).await;
+    let op = Operator::start(&ns).await;
+    example_stack(&ns).await;
+    let stack = wait_condition(&ns, "Ready", "True", None).await;
+    (ns, op, stack)
+}
+
 async fn wait_condition(
     ns: &TestNamespace,
     type_: &str,
@@ -108,10 +117,7 @@ async fn warning_events(ns: &TestNamespace, reason: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_example_stack_becomes_ready_with_every_app() {
-    let ns = TestNamespace::new("stack").await;
-    let _op = Operator::start(&ns).await;
-    example_stack(&ns).await;
-    let stack = wait_condition(&ns, "Ready", "True", None).await;
+    let (ns, _op, stack) = ready_example_stack("stack").await;
     let deployments: Api<Deployment> = ns.api();
     let services: Api<Service> = ns.api();
     let pvcs: Api<PersistentVolumeClaim> = ns.api();
@@ -159,10 +165,7 @@ async fn the_example_stack_becomes_ready_with_every_app() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn disabling_an_app_keeps_its_config_and_deleting_the_stack_collects_everything() {
-    let ns = TestNamespace::new("prune").await;
-    let _op = Operator::start(&ns).await;
-    example_stack(&ns).await;
-    wait_condition(&ns, "Ready", "True", None).await;
+    let (ns, _op, _) = ready_example_stack("prune").await;
     let stacks: Api<MediaStack> = ns.api();
     stacks
         .patch("home", &PatchParams::apply("e2e-toggle"), &Patch::Apply(json!({"apiVersion": "mediastack.io/v1alpha1", "kind": "MediaStack", "spec": {"apps": {"sonarr": {"enabled": false}}}})))
@@ -215,10 +218,7 @@ async fn disabling_an_app_keeps_its_config_and_deleting_the_stack_collects_every
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_is_repaired() {
-    let ns = TestNamespace::new("drift").await;
-    let _op = Operator::start(&ns).await;
-    example_stack(&ns).await;
-    wait_condition(&ns, "Ready", "True", None).await;
+    let (ns, _op, _) = ready_example_stack("drift").await;
     let deployments: Api<Deployment> = ns.api();
     deployments
         .delete("home-radarr", &DeleteParams::default())
@@ -251,10 +251,7 @@ async fn drift_is_repaired() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_settled_stack_resyncs_without_writes() {
-    let ns = TestNamespace::new("noop").await;
-    let op = Operator::start(&ns).await;
-    example_stack(&ns).await;
-    wait_condition(&ns, "Ready", "True", None).await;
+    let (ns, op, _) = ready_example_stack("noop").await;
     // Let the last status write and controller-manager updates settle.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let runs = |t: &str| {
@@ -323,10 +320,7 @@ async fn a_settled_stack_resyncs_without_writes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gives_conditions_and_events_and_loses_nothing() {
-    let ns = TestNamespace::new("bad").await;
-    let _op = Operator::start(&ns).await;
-    example_stack(&ns).await;
-    wait_condition(&ns, "Ready", "True", None).await;
+    let (ns, _op, _) = ready_example_stack("bad").await;
     let deployments: Api<Deployment> = ns.api();
     let stacks: Api<MediaStack> = ns.api();
     let patch = |spec: serde_json::Value| {

@@ -57,7 +57,8 @@ pub struct VpnGatewaySpec {
     #[serde(rename = "type", default)]
     pub vpn_type: VpnType,
     /// Secret with the credentials. WireGuard: `privateKey` and `addresses`
-    /// (plus `publicKey` and `endpoint` for `custom`, optional `presharedKey`);
+    /// (plus `publicKey`, `endpointIP` and `endpointPort` for `custom`;
+    /// optional `presharedKey`);
     /// OpenVPN: `username` and `password`.
     pub credentials_secret_ref: SecretRef,
     /// Server selection.

@@ -105,42 +105,21 @@ pub async fn prune(
     let mut deleted = Vec::new();
     for ar in kinds {
         let api = api_for(client, ns, ar);
-        let list = api
-            .list_metadata(&ListParams::default().labels(selector))
-            .await
-            .map_err(|source| Error::Read {
-                what: format!("{} list", ar.kind),
-                source,
-            })?;
-        for obj in list.items {
-            let Some(name) = obj.metadata.name.as_deref() else {
-                continue;
-            };
-            let key = format!("{}/{}", ar.kind, name);
-            let protected = obj
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(KEEP_LABEL))
-                .is_some_and(|v| v == "true");
-            let owned = obj
-                .metadata
-                .owner_references
-                .as_ref()
-                .is_some_and(|o| o.iter().any(|r| r.uid == owner_uid));
-            if !owned
-                || keep.contains(&key)
-                || protected
-                || obj.metadata.deletion_timestamp.is_some()
-            {
-                continue;
-            }
-            match api.delete(name, &DeleteParams::background()).await {
-                Ok(_) => deleted.push(key),
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(source) => return Err(Error::Delete { what: key, source }),
-            }
-        }
+        deleted.extend(
+            delete_unwanted(&api, ar, selector, keep, |meta| {
+                let owned = meta
+                    .owner_references
+                    .as_ref()
+                    .is_some_and(|o| o.iter().any(|r| r.uid == owner_uid));
+                let protected = meta
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(KEEP_LABEL))
+                    .is_some_and(|v| v == "true");
+                owned && !protected
+            })
+            .await?,
+        );
     }
     Ok(deleted)
 }
@@ -156,34 +135,51 @@ pub async fn prune_cluster(
     let mut deleted = Vec::new();
     for ar in kinds {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
-        let list = api
-            .list_metadata(&ListParams::default().labels(selector))
-            .await
-            .map_err(|source| Error::Read {
-                what: format!("{} list", ar.kind),
-                source,
-            })?;
-        for obj in list.items {
-            let Some(name) = obj.metadata.name.as_deref() else {
-                continue;
-            };
-            let key = format!("{}/{}", ar.kind, name);
-            if keep.contains(&key) {
-                continue;
-            }
-            match api.delete(name, &DeleteParams::background()).await {
-                Ok(_) => deleted.push(key),
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(source) => return Err(Error::Delete { what: key, source }),
-            }
+        deleted.extend(delete_unwanted(&api, ar, selector, keep, |_| true).await?);
+    }
+    Ok(deleted)
+}
+
+/// Deletes the objects of `api` matching `selector` that are not in `keep`,
+/// not already being deleted, and that `prunable` accepts.
+async fn delete_unwanted(
+    api: &Api<DynamicObject>,
+    ar: &ApiResource,
+    selector: &str,
+    keep: &BTreeSet<String>,
+    prunable: impl Fn(&ObjectMeta) -> bool,
+) -> Result<Vec<String>, Error> {
+    let list = api
+        .list_metadata(&ListParams::default().labels(selector))
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("{} list", ar.kind),
+            source,
+        })?;
+    let mut deleted = Vec::new();
+    for obj in list.items {
+        let Some(name) = obj.metadata.name.as_deref() else {
+            continue;
+        };
+        let key = format!("{}/{}", ar.kind, name);
+        if keep.contains(&key)
+            || obj.metadata.deletion_timestamp.is_some()
+            || !prunable(&obj.metadata)
+        {
+            continue;
+        }
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => deleted.push(key),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => return Err(Error::Delete { what: key, source }),
         }
     }
     Ok(deleted)
 }
 
-/// Creates `secret` with fresh random values if it does not exist. An
-/// existing Secret is never changed (its values are in use; GitOps-stable).
-/// Returns whether it was created.
+/// Creates `secret` with fresh random values if it does not exist, and adds
+/// random keys it lacks (an app enabled later). Existing values are never
+/// changed: they are in use, and GitOps-stable. Returns whether it wrote.
 pub async fn ensure_secret(
     client: &Client,
     ns: &str,
@@ -191,16 +187,41 @@ pub async fn ensure_secret(
     owner: &OwnerReference,
 ) -> Result<bool, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    if api
+    let existing = api
         .get_opt(&secret.name)
         .await
         .map_err(|source| Error::Read {
             what: format!("Secret/{}", secret.name),
             source,
-        })?
-        .is_some()
-    {
-        return Ok(false);
+        })?;
+    if let Some(existing) = existing {
+        // Keys of apps enabled later are added; existing values never change.
+        let missing: BTreeMap<String, ByteString> = secret
+            .random_keys
+            .iter()
+            .filter(|k| !existing.data.as_ref().is_some_and(|d| d.contains_key(*k)))
+            .map(|k| (k.clone(), ByteString(random_hex().into_bytes())))
+            .collect();
+        if missing.is_empty() {
+            return Ok(false);
+        }
+        // The resourceVersion makes a concurrent writer fail (409, retried)
+        // instead of replacing a key that was just added.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": existing.metadata.resource_version},
+            "data": missing,
+        });
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        api.patch(&secret.name, &pp, &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::Apply {
+                what: format!("Secret/{}", secret.name),
+                source,
+            })?;
+        return Ok(true);
     }
     let values: BTreeMap<String, String> = secret
         .random_keys

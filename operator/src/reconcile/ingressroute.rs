@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, ListParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use serde_json::json;
 
 use super::mediastack::{crd_exists, publish};
 use super::status::{self, Cond};
-use super::{Context, Error, FIELD_MANAGER, apply};
+use super::{Context, Error, apply};
 use crate::api::{IngressRoute, IngressRouteStatus, MediaStack};
 use crate::render::meta::{MANAGER, Parent, STACK_LABEL};
 use crate::render::route::{self, RouteContext};
@@ -200,8 +199,7 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
     for (reason, message) in route::warnings(&route, &rctx) {
         extra.push(Cond::new("Insecure", true, reason, message));
     }
-    let stalled = problem.map(|(r, m)| (r, m));
-    finish(&route, &ctx, hosts, urls, stalled, extra).await
+    finish(&route, &ctx, hosts, urls, problem, extra).await
 }
 
 async fn finish(
@@ -237,7 +235,6 @@ async fn finish(
         hosts,
         urls,
     };
-    let name = route.name_any();
     if !(old.observed_generation == new.observed_generation
         && status::same(&old.conditions, &new.conditions)
         && old.hosts == new.hosts
@@ -247,29 +244,11 @@ async fn finish(
             .iter()
             .filter(|c| (c.type_ == "Stalled" || c.type_ == "Insecure") && c.status)
         {
-            if !old
-                .conditions
-                .iter()
-                .any(|o| o.type_ == c.type_ && o.status == "True" && o.reason == c.reason)
-            {
+            if !status::was_true(&old.conditions, c.type_, &c.reason) {
                 publish(ctx, route, EventType::Warning, &c.reason, c.message.clone()).await;
             }
         }
-        let api: Api<IngressRoute> =
-            Api::namespaced(ctx.client.clone(), &route.namespace().unwrap_or_default());
-        let patch =
-            json!({"apiVersion": "mediastack.io/v1alpha1", "kind": "IngressRoute", "status": new});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::Status {
-            what: format!("IngressRoute/{name}"),
-            source,
-        })?;
-        ctx.metrics.writes(1);
+        status::write(ctx, route, &new).await?;
     }
     Ok(match problem {
         Some(_) => Action::requeue(Duration::from_secs(30)),

@@ -12,16 +12,15 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::{NetworkPolicy, ServiceCIDR};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, ListParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::{info, warn};
 
 use super::status::{self, Cond};
-use super::{Context, Error, FIELD_MANAGER, apply};
+use super::{Context, Error, apply};
 use crate::api::mediastack::AppStatus;
 use crate::api::{IngressRoute, MediaStack, MediaStackStatus, VpnGateway};
 use crate::render::meta::{MANAGER, Parent, STACK_LABEL};
@@ -194,6 +193,7 @@ async fn gather_inputs(
     let client = &ctx.client;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let gateways: Api<VpnGateway> = Api::namespaced(client.clone(), ns);
+    let cluster_subnets = cluster_subnets(ctx).await?;
     let mut vpn_map = BTreeMap::new();
     for (_, app_spec) in stack.spec.apps.enabled() {
         if let Some(att) = &app_spec.vpn {
@@ -207,7 +207,7 @@ async fn gather_inputs(
             };
             vpn_map.insert(
                 att.gateway_ref.clone(),
-                vpn::resolve(gw.as_ref(), secret.as_ref()),
+                vpn::resolve_for_cluster(gw.as_ref(), secret.as_ref(), &cluster_subnets),
             );
         }
     }
@@ -230,7 +230,7 @@ async fn gather_inputs(
         .collect();
     Ok(Inputs {
         vpn: vpn_map,
-        cluster_subnets: cluster_subnets(ctx).await?,
+        cluster_subnets,
         monitoring_crds: crd_exists(ctx, SERVICE_MONITOR_CRD).await?,
         tunnel_token_ready,
         ready_apps,
@@ -450,10 +450,7 @@ async fn finish(
         && old.apps_ready == new.apps_ready)
     {
         if let Some(s) = &stall {
-            let was = old
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == s.reason);
+            let was = status::was_true(&old.conditions, "Stalled", s.reason);
             if !was {
                 publish(ctx, stack, EventType::Warning, s.reason, s.message.clone()).await;
             }
@@ -478,20 +475,7 @@ async fn finish(
                 .await;
             }
         }
-        let api: Api<MediaStack> = Api::namespaced(ctx.client.clone(), &parent.namespace);
-        let patch =
-            json!({"apiVersion": "mediastack.io/v1alpha1", "kind": "MediaStack", "status": new});
-        api.patch_status(
-            &parent.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::Status {
-            what: format!("MediaStack/{}", parent.name),
-            source,
-        })?;
-        ctx.metrics.writes(1);
+        status::write(ctx, stack, &new).await?;
     }
     Ok(
         if stall.is_some() || !waiting.is_empty() || !new_ready(&conds) {

@@ -1,7 +1,15 @@
 //! Status conditions following the kstatus conventions.
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::{Context, Error, FIELD_MANAGER};
 
 /// A condition to set, without its timestamps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +109,49 @@ pub fn same(a: &[Condition], b: &[Condition]) -> bool {
     ka.sort();
     kb.sort();
     ka == kb
+}
+
+/// Whether `type_` was already `True` with `reason` (so a Warning event for
+/// it was already published).
+pub fn was_true(conditions: &[Condition], type_: &str, reason: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True" && c.reason == reason)
+}
+
+/// Writes `status` to `obj`'s status subresource with server-side apply
+/// under the operator's field manager.
+pub async fn write<K>(ctx: &Context, obj: &K, status: &impl Serialize) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingMetadata("name"))?;
+    let ns = obj
+        .meta()
+        .namespace
+        .clone()
+        .ok_or(Error::MissingMetadata("namespace"))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::Status {
+        what: format!("{}/{name}", K::kind(&())),
+        source,
+    })?;
+    ctx.metrics.writes(1);
+    Ok(())
 }
 
 #[cfg(test)]

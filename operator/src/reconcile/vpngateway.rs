@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use serde_json::json;
 
 use super::mediastack::publish;
 use super::status;
-use super::{Context, Error, FIELD_MANAGER};
+use super::{Context, Error};
 use crate::api::{MediaStack, VpnGateway, VpnGatewayStatus};
 use crate::render::vpn;
 
@@ -35,7 +34,9 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
             what: format!("Secret/{secret_name}"),
             source,
         })?;
-    let verdict = vpn::validate(&gw, secret.as_ref());
+    let cluster = super::mediastack::cluster_subnets(&ctx).await?;
+    let verdict = vpn::validate(&gw, secret.as_ref())
+        .and_then(|()| vpn::check_cluster_subnets(&gw, secret.as_ref(), &cluster));
 
     let stacks: Api<MediaStack> = Api::namespaced(ctx.client.clone(), &ns);
     let list = stacks
@@ -107,10 +108,7 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
         && old.port_forwarding == new.port_forwarding);
     if changed {
         if let Err(inv) = &verdict {
-            let was = old
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == inv.reason);
+            let was = status::was_true(&old.conditions, "Stalled", inv.reason);
             if !was {
                 let note = format!(
                     "{}; consumers {} are held at 0 replicas (fail closed)",
@@ -124,20 +122,7 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
                 publish(&ctx, gw.as_ref(), EventType::Warning, inv.reason, note).await;
             }
         }
-        let api: Api<VpnGateway> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch =
-            json!({"apiVersion": "mediastack.io/v1alpha1", "kind": "VpnGateway", "status": new});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::Status {
-            what: format!("VpnGateway/{name}"),
-            source,
-        })?;
-        ctx.metrics.writes(1);
+        status::write(&ctx, gw.as_ref(), &new).await?;
     }
     Ok(Action::requeue(if verdict.is_ok() {
         ctx.resync

@@ -65,15 +65,15 @@ pub fn render(
             out.generated_secrets
                 .push(super::vpn::control_secret(parent, app));
         }
-        if spec.monitoring.enabled {
-            if let Some(secret) = super::monitoring::attach_exporter(
+        if spec.monitoring.enabled
+            && let Some(secret) = super::monitoring::attach_exporter(
                 parent,
                 app,
                 &mut objs.deployment,
                 &mut objs.service,
-            ) {
-                out.generated_secrets.push(secret);
-            }
+            )
+        {
+            out.generated_secrets.push(secret);
         }
         out.children.extend(objs.into_children()?);
     }
