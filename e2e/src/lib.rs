@@ -4,6 +4,8 @@
 //! Each test gets a fresh namespace that is deleted when the test ends, even
 //! when it panics. Waits poll with a timeout; there are no bare sleeps.
 
+pub mod stack;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -218,6 +220,11 @@ pub struct Operator {
 
 impl Operator {
     pub async fn start(ns: &TestNamespace) -> Self {
+        Self::start_with(ns, &[]).await
+    }
+
+    /// Like [`Operator::start`] with extra `run` arguments.
+    pub async fn start_with(ns: &TestNamespace, extra: &[&str]) -> Self {
         if std::env::var("MEDIASTACK_E2E_OPERATOR").as_deref() == Ok("external") {
             return Self {
                 child: None,
@@ -234,9 +241,10 @@ impl Operator {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let log =
-            std::fs::File::create(std::env::temp_dir().join(format!("{}-operator.log", ns.name)))
-                .expect("log file");
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("{}-operator-{port}.log", ns.name)),
+        )
+        .expect("log file");
         let child = tokio::process::Command::new(&bin)
             .args([
                 "run",
@@ -247,6 +255,7 @@ impl Operator {
                 "--resync-seconds",
                 "5",
             ])
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
@@ -273,6 +282,13 @@ impl Operator {
         Self {
             child: Some(child),
             metrics_url: Some(format!("{url}/metrics")),
+        }
+    }
+
+    /// Kills the process (as a crash would) and waits for it to exit.
+    pub async fn kill(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill().await;
         }
     }
 

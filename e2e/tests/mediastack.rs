@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use mediastack_e2e::{
-    Operator, TIMEOUT, TestNamespace, apiserver_metrics, audited_writes, kubectl, repo_root,
-    sum_counter, wait_for,
+use mediastack_e2e::stack::{
+    condition, example, ready_example_stack, wait_condition, warning_events,
 };
+use mediastack_e2e::{TIMEOUT, apiserver_metrics, audited_writes, kubectl, sum_counter, wait_for};
 use mediastack_operator::api::MediaStack;
 use serde_json::json;
 
@@ -32,88 +32,6 @@ const WITH_CONFIG: [&str; 7] = [
     "bazarr",
     "qbittorrent",
 ];
-
-fn example(path: &str) -> String {
-    std::fs::read_to_string(repo_root().join(path)).expect("example exists")
-}
-
-const WIREGUARD_SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: mullvad-wireguard}\nstringData: {privateKey: a2V5, addresses: 10.64.0.2/32}\n";
-
-/// Applies the example gateway, its Secret and the example stack.
-async fn example_stack(ns: &TestNamespace) {
-    ns.apply_yaml(WIREGUARD_SECRET, "e2e")
-        .await
-        .expect("secret");
-    ns.apply_yaml(&example("examples/vpngateway.yaml"), "e2e")
-        .await
-        .expect("gateway");
-    ns.apply_yaml(&example("examples/mediastack.yaml"), "e2e")
-        .await
-        .expect("stack");
-}
-
-fn condition(stack: &MediaStack, type_: &str) -> Option<(String, String, String)> {
-    stack
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// A fresh namespace with an operator and the example stack, once it is Ready.
-async fn ready_example_stack(prefix: &str) -> (TestNamespace, Operator, MediaStack) {
-    let ns = TestNamespace::new(prefix).await;
-    let op = Operator::start(&ns).await;
-    example_stack(&ns).await;
-    let stack = wait_condition(&ns, "Ready", "True", None).await;
-    (ns, op, stack)
-}
-
-async fn wait_condition(
-    ns: &TestNamespace,
-    type_: &str,
-    status: &str,
-    reason: Option<&str>,
-) -> MediaStack {
-    let stacks: Api<MediaStack> = ns.api();
-    let res = wait_for(
-        &format!("{type_}={status} {reason:?}"),
-        Duration::from_secs(120),
-        || async {
-            let s = stacks.get("home").await?;
-            Ok(condition(&s, type_)
-                .is_some_and(|(st, r, _)| st == status && reason.is_none_or(|x| x == r)))
-        },
-    )
-    .await;
-    let last = stacks.get("home").await.expect("stack read");
-    res.unwrap_or_else(|e| {
-        panic!(
-            "{e}; status: {}",
-            serde_json::to_string_pretty(&last.status).unwrap_or_default()
-        )
-    });
-    last
-}
-
-async fn warning_events(ns: &TestNamespace, reason: &str) -> Vec<String> {
-    let events: Api<Event> = ns.api();
-    events
-        .list(&ListParams::default())
-        .await
-        .map(|l| {
-            l.items
-                .into_iter()
-                .filter(|e| {
-                    e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some(reason)
-                })
-                .filter_map(|e| e.message)
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_example_stack_becomes_ready_with_every_app() {
@@ -340,7 +258,8 @@ async fn bad_input_gives_conditions_and_events_and_loses_nothing() {
     let mut spec = base.clone();
     spec["storage"]["data"] = json!({"claimName": "nope"});
     patch(spec).await;
-    let s = wait_condition(&ns, "Stalled", "True", Some("ClaimNotFound")).await;
+    let s =
+        wait_condition::<MediaStack>(&ns, "home", "Stalled", "True", Some("ClaimNotFound")).await;
     assert!(
         condition(&s, "Stalled")
             .is_some_and(|c| c.2.contains("PersistentVolumeClaim nope does not exist"))
@@ -364,7 +283,8 @@ async fn bad_input_gives_conditions_and_events_and_loses_nothing() {
     let mut spec = base.clone();
     spec["ingress"] = json!({"traefik": {"dashboardAuthSecretRef": {"name": "missing-users"}}});
     patch(spec).await;
-    let s = wait_condition(&ns, "Stalled", "True", Some("SecretNotFound")).await;
+    let s =
+        wait_condition::<MediaStack>(&ns, "home", "Stalled", "True", Some("SecretNotFound")).await;
     assert!(condition(&s, "Ready").is_some_and(|c| c.0 == "False"));
     wait_for("SecretNotFound event", TIMEOUT, || async {
         Ok(!warning_events(&ns, "SecretNotFound").await.is_empty())
@@ -374,7 +294,7 @@ async fn bad_input_gives_conditions_and_events_and_loses_nothing() {
 
     // 3. Back to valid: Ready again.
     patch(base.clone()).await;
-    wait_condition(&ns, "Ready", "True", None).await;
+    wait_condition::<MediaStack>(&ns, "home", "Ready", "True", None).await;
 
     // 4. The VPN Secret loses a key: qBittorrent fails closed, others keep running.
     let secrets: Api<Secret> = ns.api();
@@ -391,7 +311,8 @@ async fn bad_input_gives_conditions_and_events_and_loses_nothing() {
     })
     .await
     .expect("fail closed");
-    let s = wait_condition(&ns, "Ready", "False", Some("VpnUnavailable")).await;
+    let s =
+        wait_condition::<MediaStack>(&ns, "home", "Ready", "False", Some("VpnUnavailable")).await;
     let qb = s
         .status
         .as_ref()

@@ -486,6 +486,10 @@ async fn finish(
                     60
                 },
             ))
+        } else if spec.monitoring.enabled && !monitoring_crds {
+            // CRDs are not watched: look again soon so monitoring starts
+            // shortly after they are installed, without a restart.
+            Action::requeue(ctx.resync.min(Duration::from_secs(30)))
         } else {
             Action::requeue(ctx.resync)
         },

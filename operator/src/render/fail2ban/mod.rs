@@ -732,7 +732,10 @@ mod tests {
             .is_ok_and(|o| o.status.success());
         if !found {
             // e2e/test.sh (and so CI) installs fail2ban and requires the check.
-            assert!(std::env::var_os("MEDIASTACK_REQUIRE_TOOLS").is_none(), "fail2ban-regex is required but not installed");
+            assert!(
+                std::env::var_os("MEDIASTACK_REQUIRE_TOOLS").is_none(),
+                "fail2ban-regex is required but not installed"
+            );
             eprintln!("fail2ban-regex not installed: skipped (apt-get install fail2ban)");
             return;
         }

@@ -1024,7 +1024,10 @@ fn rules_pass_promtool_when_available() {
         .is_err()
     {
         // e2e/test.sh (and so CI) provides promtool and requires the check.
-        assert!(std::env::var_os("MEDIASTACK_REQUIRE_TOOLS").is_none(), "promtool is required but not found");
+        assert!(
+            std::env::var_os("MEDIASTACK_REQUIRE_TOOLS").is_none(),
+            "promtool is required but not found"
+        );
         eprintln!("promtool not found: skipped (set PROMTOOL to run it)");
         return;
     }
