@@ -41,6 +41,15 @@ cargo build -p mediastack-operator --locked
 export MEDIASTACK_OPERATOR_BIN="$repo/target/debug/mediastack-operator"
 
 run_cluster_tests() {
+  if [ "${MEDIASTACK_E2E_OPERATOR:-}" != external ]; then
+    # The operators the tests start run as the chart's ServiceAccount, with
+    # exactly the chart's RBAC: a missing rule fails a test.
+    kubectl create namespace mediastack-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    helm template mediastack-operator charts/mediastack-operator -n mediastack-system \
+      --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml |
+      kubectl apply --server-side -f - >/dev/null
+    export MEDIASTACK_OPERATOR_AS=system:serviceaccount:mediastack-system:mediastack-operator
+  fi
   cargo test -p mediastack-e2e --locked -- --test-threads="${E2E_THREADS:-4}"
 }
 

@@ -245,7 +245,11 @@ impl Operator {
             std::env::temp_dir().join(format!("{}-operator-{port}.log", ns.name)),
         )
         .expect("log file");
-        let child = tokio::process::Command::new(&bin)
+        let mut cmd = tokio::process::Command::new(&bin);
+        if let Some(kubeconfig) = operator_kubeconfig() {
+            cmd.env("KUBECONFIG", kubeconfig);
+        }
+        let child = cmd
             .args([
                 "run",
                 "--namespace",
@@ -307,6 +311,50 @@ impl Drop for Operator {
             let _ = c.start_kill();
         }
     }
+}
+
+/// The identity the operator runs as, e.g.
+/// `system:serviceaccount:mediastack-system:mediastack-operator`, with the
+/// RBAC of the chart installed by e2e/test.sh. Unset: the tests' own (admin)
+/// credentials.
+pub const OPERATOR_AS: &str = "MEDIASTACK_OPERATOR_AS";
+
+/// A copy of `KUBECONFIG` whose users impersonate `$MEDIASTACK_OPERATOR_AS`
+/// (and its ServiceAccount groups), so a missing RBAC rule in the chart fails
+/// the tests that need it.
+fn operator_kubeconfig() -> Option<PathBuf> {
+    static PATH: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let user = std::env::var(OPERATOR_AS).ok()?;
+        let source =
+            std::env::var("KUBECONFIG").expect("KUBECONFIG is set when MEDIASTACK_OPERATOR_AS is");
+        let source = source.split(':').next().unwrap_or_default().to_string();
+        let mut cfg: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&source).expect("read KUBECONFIG"))
+                .expect("KUBECONFIG is YAML");
+        let mut groups = vec![
+            "system:serviceaccounts".to_string(),
+            "system:authenticated".to_string(),
+        ];
+        if let Some(ns) = user
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|r| r.split(':').next())
+        {
+            groups.push(format!("system:serviceaccounts:{ns}"));
+        }
+        for u in cfg["users"].as_sequence_mut().into_iter().flatten() {
+            u["user"]["as"] = user.clone().into();
+            u["user"]["as-groups"] = serde_yaml::to_value(&groups).expect("groups");
+        }
+        let path = std::env::temp_dir().join(format!(
+            "mediastack-e2e-operator-{}.kubeconfig",
+            std::process::id()
+        ));
+        std::fs::write(&path, serde_yaml::to_string(&cfg).expect("kubeconfig"))
+            .expect("write kubeconfig");
+        Some(path)
+    })
+    .clone()
 }
 
 /// A minimal HTTP/1.0 GET against a loopback address: (status code, body).

@@ -73,8 +73,10 @@ async fn the_second_route_for_a_host_is_not_applied() {
         .await
         .expect("first route");
     wait_condition::<IngressRoute>(&ns, "home-assistant", "Ready", "True", None).await;
-    let second =
-        example("examples/ingressroute.yaml").replace("name: home-assistant,", "name: ha-copy,");
+    let second = example("examples/ingressroute.yaml").replace(
+        "metadata: {name: home-assistant,",
+        "metadata: {name: ha-copy,",
+    );
     ns.apply_yaml(&second, "e2e").await.expect("second route");
     let r = wait_condition::<IngressRoute>(&ns, "ha-copy", "Stalled", "True", Some("HostConflict"))
         .await;

@@ -5,13 +5,21 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use mediastack_e2e::stack::{example_stack, wait_condition};
 use mediastack_e2e::{Operator, TestNamespace, sum_counter, wait_for};
 use mediastack_operator::api::MediaStack;
 use serde_json::json;
 
 const LEASE_SECONDS: u64 = 6;
+
+/// The chart's lease: its Role allows exactly this one.
+const LEASE: &str = "mediastack-operator";
+
+fn release_namespace() -> String {
+    std::env::var("MEDIASTACK_RELEASE_NAMESPACE").unwrap_or_else(|_| "mediastack-system".into())
+}
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
     leases
@@ -26,7 +34,25 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_lease_holder_reconciles_and_the_standby_takes_over() {
     let ns = TestNamespace::new("leader").await;
-    let lease = format!("{}/mediastack-operator", ns.name);
+    let release_ns = release_namespace();
+    let namespaces: Api<Namespace> = Api::all(ns.client.clone());
+    if namespaces
+        .get_opt(&release_ns)
+        .await
+        .expect("read namespace")
+        .is_none()
+    {
+        let obj: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": release_ns}})).expect("namespace");
+        namespaces
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create release namespace");
+    }
+    let leases: Api<Lease> = Api::namespaced(ns.client.clone(), &release_ns);
+    // A fresh election: no holder left over from an earlier run.
+    let _ = leases.delete(LEASE, &DeleteParams::default()).await;
+    let lease = format!("{release_ns}/{LEASE}");
     let secs = LEASE_SECONDS.to_string();
     let mut a = Operator::start_with(
         &ns,
@@ -52,7 +78,6 @@ async fn only_the_lease_holder_reconciles_and_the_standby_takes_over() {
         ],
     )
     .await;
-    let leases: Api<Lease> = ns.api();
     wait_for("a lease holder", Duration::from_secs(30), || async {
         Ok(holder(&leases).await.is_some())
     })

@@ -114,7 +114,10 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
         .await;
     }
 
-    // Host clash: the oldest route (then the first by name) keeps the host.
+    // Host clash: a route that is applied keeps its host; among the others
+    // the oldest (then the first by name) wins. Creation times have
+    // one-second resolution, so without the first rule a new route could
+    // take a host from one already serving it.
     let routes: Api<IngressRoute> = Api::namespaced(ctx.client.clone(), &ns);
     let all = routes
         .list(&ListParams::default())
@@ -125,7 +128,11 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
         })?;
     let mine: BTreeSet<&String> = hosts.iter().collect();
     let key = |r: &IngressRoute| {
+        let applied = r.status.as_ref().is_some_and(|s| {
+            !s.conditions.is_empty() && !status::was_true(&s.conditions, "Stalled", "HostConflict")
+        });
         (
+            !applied,
             r.metadata.creation_timestamp.clone().map(|t| t.0),
             r.name_any(),
         )
