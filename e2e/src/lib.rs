@@ -69,20 +69,7 @@ impl TestNamespace {
     /// Applies a YAML manifest (one or more documents) into this namespace
     /// with server-side apply under `manager` (as `kubectl apply --server-side`).
     pub async fn apply_yaml(&self, yaml: &str, manager: &str) -> anyhow::Result<String> {
-        kubectl_stdin(
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager",
-                manager,
-                "-n",
-                &self.name,
-                "-f",
-                "-",
-            ],
-            &without_namespace(yaml),
-        )
-        .await
+        apply_yaml_in(&self.name, yaml, manager).await
     }
 
     /// Creates a manifest (as `kubectl create`, with strict field validation);
@@ -101,6 +88,24 @@ impl TestNamespace {
 pub fn without_namespace(yaml: &str) -> String {
     yaml.replace(", namespace: media}", "}")
         .replace("\n  namespace: media\n", "\n")
+}
+
+/// `kubectl apply --server-side` of `yaml` into namespace `ns` under `manager`.
+pub async fn apply_yaml_in(ns: &str, yaml: &str, manager: &str) -> anyhow::Result<String> {
+    kubectl_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            manager,
+            "-n",
+            ns,
+            "-f",
+            "-",
+        ],
+        &without_namespace(yaml),
+    )
+    .await
 }
 
 /// Runs `kubectl` with `input` on stdin; returns stdout, or the error with stderr.
@@ -225,6 +230,17 @@ impl Operator {
 
     /// Like [`Operator::start`] with extra `run` arguments.
     pub async fn start_with(ns: &TestNamespace, extra: &[&str]) -> Self {
+        let mut args = vec!["--namespace", ns.name.as_str()];
+        args.extend_from_slice(extra);
+        Self::spawn(&ns.name, &args).await
+    }
+
+    /// An operator watching every namespace (benchmarks).
+    pub async fn start_cluster_wide(extra: &[&str]) -> Self {
+        Self::spawn("cluster-wide", extra).await
+    }
+
+    async fn spawn(log_name: &str, extra: &[&str]) -> Self {
         if std::env::var("MEDIASTACK_E2E_OPERATOR").as_deref() == Ok("external") {
             return Self {
                 child: None,
@@ -242,7 +258,7 @@ impl Operator {
             .map(|a| a.port())
             .expect("a free port");
         let log = std::fs::File::create(
-            std::env::temp_dir().join(format!("{}-operator-{port}.log", ns.name)),
+            std::env::temp_dir().join(format!("{log_name}-operator-{port}.log")),
         )
         .expect("log file");
         let mut cmd = tokio::process::Command::new(&bin);
@@ -252,8 +268,6 @@ impl Operator {
         let child = cmd
             .args([
                 "run",
-                "--namespace",
-                &ns.name,
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--resync-seconds",
@@ -287,6 +301,16 @@ impl Operator {
             child: Some(child),
             metrics_url: Some(format!("{url}/metrics")),
         }
+    }
+
+    /// Resident memory of the process in KiB (Linux), if it runs here.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     /// Kills the process (as a crash would) and waits for it to exit.
