@@ -266,13 +266,13 @@ impl Operator {
             cmd.env("KUBECONFIG", kubeconfig);
         }
         let child = cmd
-            .args([
-                "run",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--resync-seconds",
-                "5",
-            ])
+            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            // Fast resyncs unless the test chooses.
+            .args(if extra.contains(&"--resync-seconds") {
+                &[][..]
+            } else {
+                &["--resync-seconds", "5"][..]
+            })
             .args(extra)
             .env(
                 "RUST_LOG",

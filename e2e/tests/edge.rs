@@ -169,3 +169,25 @@ async fn a_stack_gets_routes_traefik_fail2ban_and_with_a_token_the_tunnel() {
     .await
     .expect("tunnel");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_public_route_without_auth_or_tunnel_is_flagged_once() {
+    let (ns, _op, _) = ready_example_stack("insecure").await;
+    ns.apply_yaml(BACKEND, "e2e").await.expect("backend");
+    let public = "apiVersion: mediastack.io/v1alpha1\nkind: IngressRoute\nmetadata: {name: open}\nspec: {subdomain: open, service: {name: home-assistant, port: 8123}, public: true, stackRef: {name: home}}\n";
+    ns.apply_yaml(public, "e2e").await.expect("route");
+    // Both warnings (no auth, no tunnel) land in the one `Insecure` condition.
+    let r =
+        wait_condition::<IngressRoute>(&ns, "open", "Insecure", "True", Some("PublicWithoutAuth"))
+            .await;
+    let conditions = r.status.map(|s| s.conditions).unwrap_or_default();
+    assert_eq!(
+        conditions.iter().filter(|c| c.type_ == "Insecure").count(),
+        1
+    );
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+}

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use mediastack_e2e::stack::{
     condition, example, ready_example_stack, wait_condition, warning_events,
@@ -114,6 +115,15 @@ async fn disabling_an_app_keeps_its_config_and_deleting_the_stack_collects_every
         "other apps untouched"
     );
 
+    let cluster_role: Api<ClusterRole> = Api::all(ns.client.clone());
+    assert!(
+        cluster_role
+            .get_opt(&format!("mediastack:{}:home:dozzle", ns.name))
+            .await
+            .expect("read")
+            .is_some(),
+        "Dozzle reads nodes through a ClusterRole"
+    );
     stacks
         .delete("home", &DeleteParams::foreground())
         .await
@@ -132,6 +142,20 @@ async fn disabling_an_app_keeps_its_config_and_deleting_the_stack_collects_every
     )
     .await
     .expect("children collected");
+    // Dozzle's ClusterRole and binding cannot be owned by the stack: the
+    // operator sweeps them once the stack is gone.
+    let roles: Api<ClusterRole> = Api::all(ns.client.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(ns.client.clone());
+    let name = format!("mediastack:{}:home:dozzle", ns.name);
+    wait_for(
+        "Dozzle's cluster RBAC removed",
+        Duration::from_secs(60),
+        || async {
+            Ok(roles.get_opt(&name).await?.is_none() && bindings.get_opt(&name).await?.is_none())
+        },
+    )
+    .await
+    .expect("cluster-scoped children swept");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -378,4 +402,39 @@ async fn bad_input_gives_conditions_and_events_and_loses_nothing() {
     })
     .await
     .expect("event");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_enabled_later_gets_its_api_key_and_existing_keys_stay() {
+    let ns = mediastack_e2e::TestNamespace::new("later").await;
+    let _op = mediastack_e2e::Operator::start(&ns).await;
+    ns.apply_yaml(mediastack_e2e::stack::WIREGUARD_SECRET, "e2e")
+        .await
+        .expect("secret");
+    ns.apply_yaml(&example("examples/vpngateway.yaml"), "e2e")
+        .await
+        .expect("gateway");
+    let without_radarr = example("examples/mediastack.yaml").replace("    radarr: {}\n", "");
+    ns.apply_yaml(&without_radarr, "e2e").await.expect("stack");
+    wait_condition::<MediaStack>(&ns, "home", "Ready", "True", None).await;
+    let secrets: Api<Secret> = ns.api();
+    let keys = |s: Secret| s.data.unwrap_or_default();
+    let before = keys(secrets.get("home-api-keys").await.expect("API keys"));
+    assert!(before.contains_key("sonarr") && !before.contains_key("radarr"));
+
+    ns.apply_yaml(&example("examples/mediastack.yaml"), "e2e")
+        .await
+        .expect("enable radarr");
+    wait_for("radarr's API key", TIMEOUT, || async {
+        Ok(keys(secrets.get("home-api-keys").await?).contains_key("radarr"))
+    })
+    .await
+    .expect("key added");
+    let after = keys(secrets.get("home-api-keys").await.expect("API keys"));
+    assert_eq!(
+        after.get("sonarr"),
+        before.get("sonarr"),
+        "an existing key never changes"
+    );
+    wait_condition::<MediaStack>(&ns, "home", "Ready", "True", None).await;
 }

@@ -223,3 +223,46 @@ async fn mullvad_port_forwarding_is_reported_unsupported() {
         "nothing pretends to forward a port"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_credentials_roll_qbittorrent_without_waiting_for_a_resync() {
+    let ns = mediastack_e2e::TestNamespace::new("vpnroll").await;
+    // A resync far away: only the Secret watch can trigger the roll in time.
+    let _op = mediastack_e2e::Operator::start_with(&ns, &["--resync-seconds", "600"]).await;
+    mediastack_e2e::stack::example_stack(&ns).await;
+    wait_condition::<mediastack_operator::api::MediaStack>(&ns, "home", "Ready", "True", None)
+        .await;
+    let deployments: Api<Deployment> = ns.api();
+    let hash = |d: Deployment| {
+        d.spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .and_then(|a| a.get("mediastack.io/vpn-hash").cloned())
+    };
+    let before = hash(
+        deployments
+            .get("home-qbittorrent")
+            .await
+            .expect("deployment"),
+    )
+    .expect("a VPN hash");
+    let secrets: Api<Secret> = ns.api();
+    secrets
+        .patch(
+            "mullvad-wireguard",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"privateKey": "bmV3LWtleQ=="}})),
+        )
+        .await
+        .expect("new key");
+    wait_for(
+        "the pod template rolls",
+        std::time::Duration::from_secs(30),
+        || async {
+            Ok(hash(deployments.get("home-qbittorrent").await?).is_some_and(|h| h != before))
+        },
+    )
+    .await
+    .expect("rolled");
+}

@@ -76,10 +76,11 @@ watchNamespace.
   resources: ["roles", "rolebindings"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 # Credential Secrets are read (and watched by metadata); generated Secrets
-# (API keys) are created once and never changed.
+# (API keys) are created once; patch adds the key of an app enabled later,
+# existing values never change.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -21,6 +21,7 @@ use mediastack_e2e::stack::{WIREGUARD_SECRET, condition, example};
 use mediastack_e2e::{Operator, apply_yaml_in, audited_writes, client, wait_for};
 use mediastack_operator::api::MediaStack;
 
+/// The harness's `--resync-seconds`.
 const RESYNC_SECONDS: u64 = 5;
 
 async fn namespace(client: &kube::Client, name: &str) {
@@ -48,8 +49,8 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    let resync = RESYNC_SECONDS.to_string();
-    let op = Operator::start_cluster_wide(&["--resync-seconds", &resync]).await;
+    // The harness runs the operator with a resync every RESYNC_SECONDS.
+    let op = Operator::start_cluster_wide(&[]).await;
 
     // One stack: apply -> children -> Ready.
     let ns = "bench-1";

@@ -22,7 +22,8 @@ use crate::render::route::{self, RouteContext};
 /// CRD that must exist before Traefik objects can be applied.
 pub const TRAEFIK_CRD: &str = "ingressroutes.traefik.io";
 
-fn traefik_kinds() -> Vec<ApiResource> {
+/// The Traefik kinds the operator creates.
+pub(crate) fn traefik_kinds() -> Vec<ApiResource> {
     ["IngressRoute:ingressroutes", "Middleware:middlewares"]
         .iter()
         .filter_map(|k| k.split_once(':'))
@@ -203,8 +204,16 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
             ),
         ));
     }
-    for (reason, message) in route::warnings(&route, &rctx) {
-        extra.push(Cond::new("Insecure", true, reason, message));
+    // Conditions are keyed by type: all warnings go into one `Insecure`,
+    // with the first reason and every message.
+    let warnings = route::warnings(&route, &rctx);
+    if let Some((reason, _)) = warnings.first() {
+        let message = warnings
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        extra.push(Cond::new("Insecure", true, *reason, message));
     }
     finish(&route, &ctx, hosts, urls, problem, extra).await
 }

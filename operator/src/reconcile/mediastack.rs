@@ -110,7 +110,11 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
         client,
         &ns,
         &selector,
-        &owned_kinds(inputs.monitoring_crds),
+        // The stack itself renders Traefik objects (the dashboard route).
+        &owned_kinds(
+            inputs.monitoring_crds,
+            crd_exists(&ctx, super::ingressroute::TRAEFIK_CRD).await?,
+        ),
         &keep,
         &parent.owner.uid,
     )
@@ -315,8 +319,8 @@ fn deployment_ready(d: &Deployment) -> bool {
         && st.observed_generation >= d.metadata.generation
 }
 
-/// Kinds the stack owns, for pruning.
-pub fn owned_kinds(monitoring: bool) -> Vec<ApiResource> {
+/// Kinds the stack owns, for pruning (third-party kinds only when their CRDs exist).
+pub fn owned_kinds(monitoring: bool, traefik: bool) -> Vec<ApiResource> {
     let mut kinds = vec![
         ApiResource::erase::<Deployment>(&()),
         ApiResource::erase::<Service>(&()),
@@ -339,7 +343,61 @@ pub fn owned_kinds(monitoring: bool) -> Vec<ApiResource> {
             "prometheusrules",
         ));
     }
+    if traefik {
+        kinds.extend(super::ingressroute::traefik_kinds());
+    }
     kinds
+}
+
+/// Deletes cluster-scoped children (which no namespaced stack can own, so
+/// garbage collection never removes them) whose MediaStack no longer exists.
+/// `exists(namespace, name)` answers from the controller's cache; only
+/// stacks in `watched` namespaces (all when `None`) are considered.
+pub async fn sweep_cluster_children(
+    client: &kube::Client,
+    watched: Option<&str>,
+    exists: impl Fn(&str, &str) -> bool,
+) -> Result<Vec<String>, Error> {
+    let mut deleted = Vec::new();
+    for ar in cluster_kinds() {
+        let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
+        let list = api
+            .list_metadata(
+                &ListParams::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}")),
+            )
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("{} list", ar.kind),
+                source,
+            })?;
+        for obj in list.items {
+            let labels = obj.metadata.labels.clone().unwrap_or_default();
+            let (Some(ns), Some(stack), Some(name)) = (
+                labels.get(crate::render::dozzle::NAMESPACE_LABEL),
+                labels.get(STACK_LABEL),
+                obj.metadata.name.as_deref(),
+            ) else {
+                continue;
+            };
+            if watched.is_some_and(|w| w != ns) || exists(ns, stack) {
+                continue;
+            }
+            match api
+                .delete(name, &kube::api::DeleteParams::background())
+                .await
+            {
+                Ok(_) => deleted.push(format!("{}/{name}", ar.kind)),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Delete {
+                        what: format!("{}/{name}", ar.kind),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    Ok(deleted)
 }
 
 /// Cluster-scoped kinds a stack may create (Dozzle reads nodes).

@@ -89,8 +89,8 @@ pub fn objects(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, Ren
 /// These objects have no namespace and NO owner reference (a cluster-scoped
 /// object cannot be owned by a namespaced one). They carry the stack labels
 /// plus [`NAMESPACE_LABEL`]; the reconciler must apply them cluster-wide,
-/// prune them by those labels when Dozzle is disabled and delete them when
-/// the MediaStack is deleted (a finalizer).
+/// prune them by those labels when Dozzle is disabled and sweep them away
+/// once their MediaStack is gone (`reconcile::mediastack::sweep_cluster_children`).
 pub fn cluster_objects(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, RenderError> {
     if !enabled(spec) {
         return Ok(Vec::new());

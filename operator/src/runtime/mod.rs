@@ -127,9 +127,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
 
+    let gateways = Controller::new(api::<VpnGateway>(&client, ns), watcher::Config::default());
+    let gw_store = gateways.store();
+
     let stacks = Controller::new(api::<MediaStack>(&client, ns), watcher::Config::default());
     let stack_store = stacks.store();
     let by_gateway = stack_store.clone();
+    let (secret_stacks, secret_gateways) = (stack_store.clone(), gw_store.clone());
     let stacks = stacks
         .owns(api::<Deployment>(&client, ns), owned.clone())
         .owns(api::<Service>(&client, ns), owned.clone())
@@ -156,10 +160,30 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     .map(|s| ObjectRef::from_obj(s.as_ref()))
                     .collect::<Vec<_>>()
             },
+        )
+        // A changed Secret a stack uses (VPN credentials through its gateways,
+        // tunnel token, dashboard users) re-renders it at once: the VPN hash
+        // rolls qBittorrent. Metadata only: Secret data is never cached.
+        .watches(
+            api::<PartialObjectMeta<Secret>>(&client, ns),
+            watcher::Config::default(),
+            move |secret| {
+                let (name, s_ns) = (secret.name_any(), secret.namespace());
+                let gateways: Vec<String> = secret_gateways
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.namespace() == s_ns && g.spec.credentials_secret_ref.name == name)
+                    .map(|g| g.name_any())
+                    .collect();
+                secret_stacks
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.namespace() == s_ns && stack_uses_secret(s, &name, &gateways))
+                    .map(|s| ObjectRef::from_obj(s.as_ref()))
+                    .collect::<Vec<_>>()
+            },
         );
 
-    let gateways = Controller::new(api::<VpnGateway>(&client, ns), watcher::Config::default());
-    let gw_store = gateways.store();
     let by_secret = gw_store.clone();
     let by_stack = gw_store.clone();
     // Secrets are watched by metadata only: the operator never caches their data.
@@ -225,6 +249,44 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         });
     }
 
+    // Cluster-scoped children outlive their stack unless swept (no owner reference).
+    {
+        let (client, store, watched) = (
+            client.clone(),
+            stack_store.clone(),
+            settings.namespace.clone(),
+        );
+        let every = settings.resync.min(Duration::from_secs(60));
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            if synced(&store).await.is_err() {
+                return;
+            }
+            loop {
+                let exists =
+                    |ns: &str, name: &str| store.get(&ObjectRef::new(name).within(ns)).is_some();
+                match reconcile::mediastack::sweep_cluster_children(
+                    &client,
+                    watched.as_deref(),
+                    exists,
+                )
+                .await
+                {
+                    Ok(deleted) if !deleted.is_empty() => info!(
+                        ?deleted,
+                        "removed cluster-scoped children of deleted stacks"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warn!("sweep of cluster-scoped children failed: {e}"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
+
     let shutdown = {
         let stopped = stopped();
         let lost = lost_leadership.clone();
@@ -241,31 +303,47 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let attempts = Attempts::default();
 
     let c1 = stacks
         .graceful_shutdown_on(shutdown.clone())
         .run(
             reconcile::mediastack::reconcile,
-            error_policy::<MediaStack>("MediaStack"),
+            error_policy::<MediaStack>("MediaStack", attempts.clone()),
             ctx.clone(),
         )
-        .for_each(|r| report(r.map(|(o, _)| o.name)));
+        .for_each(|r| {
+            report(
+                &attempts,
+                r.map(|(o, _)| (o.namespace.unwrap_or_default(), o.name)),
+            )
+        });
     let c2 = gateways
         .graceful_shutdown_on(shutdown.clone())
         .run(
             reconcile::vpngateway::reconcile,
-            error_policy::<VpnGateway>("VpnGateway"),
+            error_policy::<VpnGateway>("VpnGateway", attempts.clone()),
             ctx.clone(),
         )
-        .for_each(|r| report(r.map(|(o, _)| o.name)));
+        .for_each(|r| {
+            report(
+                &attempts,
+                r.map(|(o, _)| (o.namespace.unwrap_or_default(), o.name)),
+            )
+        });
     let c3 = routes
         .graceful_shutdown_on(shutdown.clone())
         .run(
             reconcile::ingressroute::reconcile,
-            error_policy::<IngressRoute>("IngressRoute"),
+            error_policy::<IngressRoute>("IngressRoute", attempts.clone()),
             ctx.clone(),
         )
-        .for_each(|r| report(r.map(|(o, _)| o.name)));
+        .for_each(|r| {
+            report(
+                &attempts,
+                r.map(|(o, _)| (o.namespace.unwrap_or_default(), o.name)),
+            )
+        });
     future::join3(c1, c2, c3).await;
 
     let lost = lost_leadership.as_ref().is_some_and(|rx| !*rx.borrow());
@@ -300,19 +378,50 @@ where
     }
 }
 
-async fn report<E: std::fmt::Display>(r: Result<String, E>) {
-    if let Err(e) = r {
-        warn!("reconcile failed: {e}");
+/// Whether `stack` reads Secret `name`, directly or through one of `gateways`
+/// (the VpnGateways whose credentials it is).
+fn stack_uses_secret(stack: &MediaStack, name: &str, gateways: &[String]) -> bool {
+    let ingress = &stack.spec.ingress;
+    ingress
+        .tunnel
+        .as_ref()
+        .is_some_and(|t| t.token_secret_ref.name == name)
+        || ingress
+            .traefik
+            .dashboard_auth_secret_ref
+            .as_ref()
+            .is_some_and(|r| r.name == name)
+        || stack.spec.apps.enabled().any(|(_, a)| {
+            a.vpn
+                .as_ref()
+                .is_some_and(|v| gateways.contains(&v.gateway_ref))
+        })
+}
+
+/// Consecutive failures per object (`namespace/name`), for the backoff; a
+/// success clears the count.
+type Attempts = Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>;
+
+fn report<E: std::fmt::Display>(
+    attempts: &Attempts,
+    r: Result<(String, String), E>,
+) -> future::Ready<()> {
+    match r {
+        Ok((ns, name)) => {
+            if let Ok(mut m) = attempts.lock() {
+                m.remove(&format!("{ns}/{name}"));
+            }
+        }
+        Err(e) => warn!("reconcile failed: {e}"),
     }
+    future::ready(())
 }
 
 /// Transient failures requeue with a growing, bounded delay.
 fn error_policy<K: kube::Resource>(
     controller: &'static str,
+    attempts: Attempts,
 ) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    let attempts: Mutex<HashMap<String, u32>> = Mutex::default();
     move |obj, err, ctx| {
         ctx.metrics.failure(controller, err.category());
         error!(controller, name = %obj.meta().name.clone().unwrap_or_default(), category = err.category(), "reconcile error: {err}");
