@@ -13,7 +13,7 @@ pub const PART_OF: &str = "mediastack";
 /// to find children to prune, so it never depends on labels a GitOps tool
 /// might set.
 pub const STACK_LABEL: &str = "mediastack.io/stack";
-/// Label naming the owning object for children of a VpnGateway or an IngressRoute.
+/// Label naming the owning IngressRoute on its Traefik objects.
 pub const OWNER_LABEL: &str = "mediastack.io/owner";
 
 /// The parent of a set of children: its name, namespace and controller
