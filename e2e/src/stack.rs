@@ -18,6 +18,20 @@ pub fn example(path: &str) -> String {
     std::fs::read_to_string(repo_root().join(path)).expect("example exists")
 }
 
+/// The apps of examples/mediastack.yaml, written out (tests assert what a
+/// user expects, not what the catalog computes).
+pub const EXAMPLE_APPS: [&str; 9] = [
+    "jellyfin",
+    "jellyseerr",
+    "sonarr",
+    "radarr",
+    "prowlarr",
+    "bazarr",
+    "qbittorrent",
+    "dozzle",
+    "dashboard",
+];
+
 /// WireGuard credentials for the example VpnGateway (the tunnel never comes
 /// up on KWOK; the keys only have to be present).
 pub const WIREGUARD_SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: mullvad-wireguard}\nstringData: {privateKey: a2V5, addresses: 10.64.0.2/32}\n";

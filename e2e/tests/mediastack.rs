@@ -7,23 +7,12 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use mediastack_e2e::stack::{
-    condition, example, ready_example_stack, wait_condition, warning_events,
+    EXAMPLE_APPS, condition, example, ready_example_stack, wait_condition, warning_events,
 };
 use mediastack_e2e::{TIMEOUT, apiserver_metrics, audited_writes, kubectl, sum_counter, wait_for};
 use mediastack_operator::api::MediaStack;
 use serde_json::json;
 
-const APPS: [&str; 9] = [
-    "jellyfin",
-    "jellyseerr",
-    "sonarr",
-    "radarr",
-    "prowlarr",
-    "bazarr",
-    "qbittorrent",
-    "dozzle",
-    "dashboard",
-];
 const WITH_CONFIG: [&str; 7] = [
     "jellyfin",
     "jellyseerr",
@@ -40,7 +29,7 @@ async fn the_example_stack_becomes_ready_with_every_app() {
     let deployments: Api<Deployment> = ns.api();
     let services: Api<Service> = ns.api();
     let pvcs: Api<PersistentVolumeClaim> = ns.api();
-    for app in APPS {
+    for app in EXAMPLE_APPS {
         let d = deployments
             .get(&format!("home-{app}"))
             .await

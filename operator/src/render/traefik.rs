@@ -21,10 +21,9 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Sysctl, Volume,
-    VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Sysctl, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -212,16 +211,8 @@ fn deployment(parent: &Parent, spec: &MediaStackSpec) -> Result<Deployment, Rend
     let traefik = &spec.ingress.traefik;
     let name = name(parent);
     let labels = parent.labels(CONTAINER, COMPONENT);
-    let probe = |period: i32, failures: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some("/ping".into()),
-            port: IntOrString::String(INTERNAL_ENTRY_POINT.into()),
-            ..Default::default()
-        }),
-        period_seconds: Some(period),
-        timeout_seconds: Some(3),
-        failure_threshold: Some(failures),
-        ..Default::default()
+    let probe = |period: i32, failures: i32| {
+        super::http_probe("/ping", INTERNAL_ENTRY_POINT, period, failures)
     };
     let container = Container {
         name: CONTAINER.into(),
