@@ -240,6 +240,14 @@ impl Operator {
         Self::spawn("cluster-wide", extra).await
     }
 
+    /// A local operator process even when the cluster runs its own (kind):
+    /// for tests about the processes themselves, such as leader election.
+    pub async fn start_local(ns: &TestNamespace, extra: &[&str]) -> Self {
+        let mut args = vec!["--namespace", ns.name.as_str()];
+        args.extend_from_slice(extra);
+        Self::spawn_process(&ns.name, &args).await
+    }
+
     async fn spawn(log_name: &str, extra: &[&str]) -> Self {
         if std::env::var("MEDIASTACK_E2E_OPERATOR").as_deref() == Ok("external") {
             return Self {
@@ -247,6 +255,10 @@ impl Operator {
                 metrics_url: None,
             };
         }
+        Self::spawn_process(log_name, extra).await
+    }
+
+    async fn spawn_process(log_name: &str, extra: &[&str]) -> Self {
         let bin = std::env::var("MEDIASTACK_OPERATOR_BIN").unwrap_or_else(|_| {
             repo_root()
                 .join("target/debug/mediastack-operator")

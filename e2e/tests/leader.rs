@@ -54,7 +54,7 @@ async fn only_the_lease_holder_reconciles_and_the_standby_takes_over() {
     let _ = leases.delete(LEASE, &DeleteParams::default()).await;
     let lease = format!("{release_ns}/{LEASE}");
     let secs = LEASE_SECONDS.to_string();
-    let mut a = Operator::start_with(
+    let mut a = Operator::start_local(
         &ns,
         &[
             "--leader-lease",
@@ -66,7 +66,7 @@ async fn only_the_lease_holder_reconciles_and_the_standby_takes_over() {
         ],
     )
     .await;
-    let mut b = Operator::start_with(
+    let mut b = Operator::start_local(
         &ns,
         &[
             "--leader-lease",
