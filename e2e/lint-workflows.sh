@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Checks the GitHub Actions workflows (.github/workflows) with actionlint: YAML
+# syntax, the workflow schema, expressions and action inputs. The workflows
+# themselves cannot run here (no Docker engine, no registry); this is the check
+# that can. actionlint is built from its Go module once and cached outside the
+# repository.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+version=v1.7.12
+cache=${MEDIASTACK_CACHE:-$HOME/.cache/mediastack-operator}
+bin="$cache/tools/actionlint-$version"
+if [ ! -x "$bin/actionlint" ]; then
+  mkdir -p "$bin"
+  GOFLAGS=-buildvcs=false CGO_ENABLED=0 GOBIN="$bin" \
+    go install -trimpath -ldflags "-s -w" "github.com/rhysd/actionlint/cmd/actionlint@$version" >&2
+fi
+cd "$repo"
+# -shellcheck= : run-step scripts are checked only when shellcheck is installed.
+"$bin/actionlint" -shellcheck= .github/workflows/*.yml
+echo "actionlint: $(ls .github/workflows/*.yml | wc -l) workflow(s) OK"
