@@ -30,6 +30,8 @@ pub struct Context {
     pub cluster_subnets: Vec<String>,
     /// Safety-net resync period after a successful reconcile.
     pub resync: Duration,
+    /// The cluster admin's policy (operator flags).
+    pub policy: crate::policy::Policy,
 }
 
 impl Context {
@@ -44,6 +46,7 @@ impl Context {
             metrics,
             cluster_subnets,
             resync: Duration::from_secs(300),
+            policy: crate::policy::Policy::default(),
         }
     }
 }

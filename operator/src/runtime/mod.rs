@@ -41,6 +41,8 @@ pub struct Settings {
     pub leader_election: Option<LeaderElection>,
     /// Periodic resync of healthy objects (a safety net; changes trigger reconciles).
     pub resync: Duration,
+    /// The cluster admin's policy.
+    pub policy: crate::policy::Policy,
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +124,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.cluster_subnets.clone(),
     );
     ctx.resync = settings.resync;
+    ctx.policy = settings.policy.clone();
+    info!(policy = ?ctx.policy, "admin policy");
     let ctx = Arc::new(ctx);
     let ns = &settings.namespace;
     let owned =
