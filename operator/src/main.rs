@@ -57,6 +57,14 @@ struct RunArgs {
     /// Lease duration in seconds.
     #[arg(long, env = "MEDIASTACK_LEASE_SECONDS", default_value_t = 15)]
     lease_seconds: u64,
+    /// The fixed ClusterRole (shipped by the chart) granting node read, which
+    /// Dozzle's ClusterRoleBinding refers to; the operator never writes ClusterRoles.
+    #[arg(
+        long,
+        env = "MEDIASTACK_NODE_READER_ROLE",
+        default_value = "mediastack-operator-node-reader"
+    )]
+    node_reader_role: String,
     #[command(flatten)]
     policy: PolicyArgs,
 }
@@ -175,6 +183,7 @@ fn run(args: RunArgs) -> std::process::ExitCode {
         leader_election,
         resync: std::time::Duration::from_secs(args.resync_seconds),
         policy: args.policy.policy(),
+        node_reader_role: args.node_reader_role.clone(),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Node, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, ServiceCIDR};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, ListParams};
 use kube::core::GroupVersionKind;
@@ -105,7 +105,10 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
 
     // 3. Render (pure).
     let rendered = match stack::render(&effective, &parent, &inputs) {
-        Ok(r) => r,
+        Ok(mut r) => {
+            stack::bind_fixed_cluster_role(&mut r.cluster_children, &ctx.node_reader_role);
+            r
+        }
         Err(e) => {
             let stall = Stall {
                 reason: "InvalidSpec",
@@ -474,12 +477,10 @@ pub async fn sweep_cluster_children(
     Ok(deleted)
 }
 
-/// Cluster-scoped kinds a stack may create (Dozzle reads nodes).
+/// Cluster-scoped kinds a stack may create: bindings of the fixed node
+/// reader role (Dozzle reads nodes). The operator never writes ClusterRoles.
 fn cluster_kinds() -> Vec<ApiResource> {
-    vec![
-        ApiResource::erase::<ClusterRole>(&()),
-        ApiResource::erase::<ClusterRoleBinding>(&()),
-    ]
+    vec![ApiResource::erase::<ClusterRoleBinding>(&())]
 }
 
 /// Computes and writes the status (only when it changed) and picks the requeue.

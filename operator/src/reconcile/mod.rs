@@ -32,6 +32,8 @@ pub struct Context {
     pub resync: Duration,
     /// The cluster admin's policy (operator flags).
     pub policy: crate::policy::Policy,
+    /// The fixed ClusterRole (from the chart) that cluster-scoped bindings use.
+    pub node_reader_role: String,
 }
 
 impl Context {
@@ -47,6 +49,7 @@ impl Context {
             cluster_subnets,
             resync: Duration::from_secs(300),
             policy: crate::policy::Policy::default(),
+            node_reader_role: crate::render::stack::DEFAULT_NODE_READER_ROLE.into(),
         }
     }
 }

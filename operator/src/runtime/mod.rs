@@ -43,6 +43,8 @@ pub struct Settings {
     pub resync: Duration,
     /// The cluster admin's policy.
     pub policy: crate::policy::Policy,
+    /// The chart's fixed node-reader ClusterRole.
+    pub node_reader_role: String,
 }
 
 #[derive(Clone, Debug)]
@@ -125,6 +127,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     ctx.resync = settings.resync;
     ctx.policy = settings.policy.clone();
+    ctx.node_reader_role = settings.node_reader_role.clone();
     info!(policy = ?ctx.policy, "admin policy");
     let ctx = Arc::new(ctx);
     let ns = &settings.namespace;
