@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (what is committed under crds/).
     Crd,
     /// Print the version.
@@ -139,7 +139,7 @@ fn main() -> std::process::ExitCode {
             println!("{}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS
         }
-        Some(Command::Run(args)) => run(args),
+        Some(Command::Run(args)) => run(*args),
         None => run(RunArgs::parse_from(["run"])),
     }
 }
