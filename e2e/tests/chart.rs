@@ -1139,3 +1139,112 @@ fn chart_rbac_grants_only_the_allowlist() {
         );
     }
 }
+
+/// Deletes the test's admission policy and binding on drop.
+struct AdmissionPolicy(String);
+
+impl Drop for AdmissionPolicy {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kubectl")
+            .args([
+                "delete",
+                "validatingadmissionpolicy,validatingadmissionpolicybinding",
+                &self.0,
+                "--ignore-not-found",
+                "--wait=false",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_admission_policy_makes_kubectl_apply_fail_with_the_reason() {
+    let ns = TestNamespace::new("chart-vap").await;
+    // Bound to this test's namespace only: the other tests run beside it.
+    let selector = format!(
+        r#"policy.admission.namespaceSelector={{"matchLabels":{{"kubernetes.io/metadata.name":"{}"}}}}"#,
+        ns.name
+    );
+    let manifest = template(
+        &ns.name,
+        &ns.name,
+        &[
+            "--set-json",
+            &selector,
+            "--set-json",
+            r#"policy.allowedImages=["lscr.io/linuxserver/","jellyfin/jellyfin"]"#,
+            "--show-only",
+            "templates/admission-policy.yaml",
+        ],
+    );
+    let name = format!("{}-mediastack-operator-policy", ns.name);
+    let _cleanup = AdmissionPolicy(name.clone());
+    kubectl_stdin(&["apply", "-f", "-"], &manifest)
+        .await
+        .expect("the API server accepts the ValidatingAdmissionPolicy");
+
+    let stack = |patch: Value| {
+        let text =
+            std::fs::read_to_string(repo_root().join("examples/mediastack.yaml")).expect("example");
+        let mut doc: Value = serde_yaml::from_str(&text).expect("YAML");
+        doc["metadata"]["namespace"] = ns.name.clone().into();
+        if let (Some(spec), Some(p)) = (doc["spec"].as_object_mut(), patch.as_object()) {
+            for (k, v) in p {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+        doc.to_string()
+    };
+    let apply = |doc: String| async move {
+        kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &doc).await
+    };
+    let home = stack(serde_json::json!({"storage": {"data": {"hostPath": "/home/me/media"}}}));
+    // The policy takes effect once the API server has loaded it.
+    wait_for("the admission policy denies", TIMEOUT, || {
+        let home = home.clone();
+        async move { Ok(apply(home).await.is_err()) }
+    })
+    .await
+    .expect("policy active");
+    let cases = [
+        (
+            home,
+            vec![
+                "spec.storage.data.hostPath",
+                "/home/me/media",
+                "policy.allowedHostPaths",
+            ],
+        ),
+        (
+            stack(serde_json::json!({"security": {"fail2ban": {"enabled": true}}})),
+            vec!["spec.security.fail2ban.enabled", "policy.allowFail2ban"],
+        ),
+        (
+            stack(
+                serde_json::json!({"apps": {"radarr": {"env": [{"name": "DOCKER_MODS", "value": "x"}]}}}),
+            ),
+            vec!["spec.apps.radarr.env", "DOCKER_MODS", "policy.allowedEnv"],
+        ),
+        (
+            stack(serde_json::json!({"apps": {"sonarr": {"image": "evil.example/sonarr:4"}}})),
+            vec!["spec.apps.sonarr.image", "policy.allowedImages"],
+        ),
+    ];
+    for (doc, needles) in cases {
+        let err = apply(doc).await.expect_err("denied at admission");
+        let text = format!("{err:#}");
+        assert!(text.contains(&name), "names the policy: {text}");
+        for n in needles {
+            assert!(text.contains(n), "{n} in: {text}");
+        }
+    }
+    // What the policy allows passes: the example, and allowed overrides.
+    apply(stack(serde_json::json!({})))
+        .await
+        .expect("the example is allowed");
+    apply(stack(serde_json::json!({"apps": {"sonarr": {"image": "lscr.io/linuxserver/sonarr:4.0.17"}, "jellyfin": {"image": "jellyfin/jellyfin:10.11.6"}}})))
+        .await
+        .expect("allowed repositories pass");
+}

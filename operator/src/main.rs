@@ -77,13 +77,13 @@ struct PolicyArgs {
     #[arg(long, env = "MEDIASTACK_ALLOWED_HOST_PATHS", value_delimiter = ',')]
     allowed_host_path: Vec<String>,
     /// Let stacks run fail2ban (hostNetwork, NET_ADMIN; needs --allow-host-network too).
-    #[arg(long, env = "MEDIASTACK_ALLOW_FAIL2BAN")]
+    #[arg(long, env = "MEDIASTACK_ALLOW_FAIL2BAN", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     allow_fail2ban: bool,
     /// Let pods use the node's network namespace.
-    #[arg(long, env = "MEDIASTACK_ALLOW_HOST_NETWORK")]
+    #[arg(long, env = "MEDIASTACK_ALLOW_HOST_NETWORK", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     allow_host_network: bool,
     /// Let pods bind node ports (the managed Traefik's port 80).
-    #[arg(long, env = "MEDIASTACK_ALLOW_HOST_PORTS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "MEDIASTACK_ALLOW_HOST_PORTS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     allow_host_ports: bool,
     /// Image repositories (or prefixes ending in `/`, or `*`) image overrides
     /// may name, comma-separated. Default: the repositories of the built-in images.
