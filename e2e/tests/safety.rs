@@ -253,3 +253,40 @@ async fn a_refused_request_keeps_what_runs_and_says_which_flag_allows_it() {
         .expect("withdraw");
     wait_condition::<MediaStack>(&ns, "home", "Ready", "True", None).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_image_the_policy_refuses_stalls_the_stacks_that_use_it() {
+    let ns = TestNamespace::new("gw-image").await;
+    let _op = Operator::start(&ns).await;
+    ns.apply_yaml(mediastack_e2e::stack::WIREGUARD_SECRET, "e2e")
+        .await
+        .expect("secret");
+    let gateway = example("examples/vpngateway.yaml").replace(
+        "image: qmcgaw/gluetun:v3.41.1",
+        "image: evil.example/gluetun:1",
+    );
+    assert!(gateway.contains("evil.example/gluetun:1"));
+    ns.apply_yaml(&gateway, "e2e").await.expect("gateway");
+    ns.apply_yaml(&example("examples/mediastack.yaml"), "e2e")
+        .await
+        .expect("stack");
+    let stack =
+        wait_condition::<MediaStack>(&ns, "home", "Stalled", "True", Some("NotAllowed")).await;
+    let (_, _, message) = mediastack_e2e::stack::condition(&stack, "Stalled").expect("Stalled");
+    assert!(
+        message.contains("VpnGateway mullvad spec.image"),
+        "{message}"
+    );
+    assert!(message.contains("--allowed-image"), "{message}");
+    wait_event(&ns, "NotAllowed", "evil.example/gluetun").await;
+    let deployments: Api<Deployment> = ns.api();
+    assert!(
+        deployments
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty(),
+        "nothing rendered"
+    );
+}

@@ -94,6 +94,7 @@ pub fn default_images() -> Vec<String> {
             crate::render::traefik::DEFAULT_IMAGE,
             crate::render::tunnel::DEFAULT_IMAGE,
             crate::render::fail2ban::DEFAULT_IMAGE,
+            crate::api::vpngateway::DEFAULT_GLUETUN_IMAGE,
         ])
         .map(repository)
         .collect();
@@ -204,15 +205,11 @@ impl Policy {
         if let Some(i) = &spec.security.fail2ban.image {
             images.push(("security.fail2ban.image".into(), i));
         }
-        for (field, image) in images {
-            if !self.image_allowed(image) {
-                out.push(Refusal {
-                    field,
-                    reason: format!("image repository {} is not allowed", repository(image)),
-                    allow_with: "--allowed-image (chart value policy.allowedImages)".into(),
-                });
-            }
-        }
+        out.extend(
+            images
+                .into_iter()
+                .filter_map(|(field, image)| self.check_image(&field, image)),
+        );
         for (app, a) in spec.apps.enabled() {
             for env in &a.env {
                 if self.env_refused(&env.name) {
@@ -228,6 +225,17 @@ impl Policy {
             }
         }
         out
+    }
+
+    /// A refusal when `image` (given in `field`) names a repository the
+    /// policy does not allow. Also used for the gluetun image of the
+    /// VpnGateways a stack uses (it runs in the stack's pods).
+    pub fn check_image(&self, field: &str, image: &str) -> Option<Refusal> {
+        (!self.image_allowed(image)).then(|| Refusal {
+            field: field.to_string(),
+            reason: format!("image repository {} is not allowed", repository(image)),
+            allow_with: "--allowed-image (chart value policy.allowedImages)".into(),
+        })
     }
 
     /// The spec as rendered under this policy: fail2ban left unset follows
@@ -378,6 +386,11 @@ mod tests {
         assert!(p.image_allowed("docker.io/jellyfin/jellyfin:10.12.0"));
         assert!(!p.image_allowed("evil.example/sonarr:4"));
         assert!(!p.image_allowed("lscr.io/linuxserver/sonarr-evil:4"));
+        assert!(p.image_allowed("qmcgaw/gluetun:v3.42.0"));
+        assert!(
+            p.check_image("VpnGateway x spec.image", "evil/gluetun:1")
+                .is_some()
+        );
         let prefix = Policy {
             allowed_images: vec!["registry.example.com/".into()],
             ..Policy::default()

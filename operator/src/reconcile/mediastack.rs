@@ -74,7 +74,24 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
     }
     // 2. The admin policy: a refused request renders nothing new, so what
     // runs keeps running unchanged.
-    let refusals = ctx.policy.check(&stack.spec);
+    let mut refusals = ctx.policy.check(&stack.spec);
+    // The gluetun image of a gateway runs in this stack's pods.
+    let gateways: Api<VpnGateway> = Api::namespaced(client.clone(), &ns);
+    let mut seen = BTreeSet::new();
+    for (_, app_spec) in stack.spec.apps.enabled() {
+        let Some(att) = &app_spec.vpn else { continue };
+        if !seen.insert(att.gateway_ref.clone()) {
+            continue;
+        }
+        if let Some(gw) = get_opt(&gateways, &att.gateway_ref).await?
+            && let Some(r) = ctx.policy.check_image(
+                &format!("VpnGateway {} spec.image", att.gateway_ref),
+                &gw.spec.image,
+            )
+        {
+            refusals.push(r);
+        }
+    }
     if !refusals.is_empty() {
         let stall = Stall {
             reason: "NotAllowed",
