@@ -5,7 +5,9 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject};
 use kube::core::GroupVersionKind;
-use mediastack_e2e::stack::{EXAMPLE_APPS, example, ready_example_stack, wait_condition};
+use mediastack_e2e::stack::{
+    EXAMPLE_APPS, example, ready_example_stack, ready_example_stack_with, wait_condition,
+};
 use mediastack_e2e::{TIMEOUT, TestNamespace, wait_for};
 use mediastack_operator::api::{IngressRoute, MediaStack};
 
@@ -98,7 +100,9 @@ async fn the_second_route_for_a_host_is_not_applied() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stack_gets_routes_traefik_fail2ban_and_with_a_token_the_tunnel() {
-    let (ns, _op, _) = ready_example_stack("edge").await;
+    // fail2ban is off unless the admin policy allows it (docs/security.md).
+    let (ns, _op, _) =
+        ready_example_stack_with("edge", &["--allow-fail2ban", "--allow-host-network"]).await;
     for app in EXAMPLE_APPS {
         let name = format!("home-{app}");
         let r = wait_condition::<IngressRoute>(&ns, &name, "Ready", "True", None).await;

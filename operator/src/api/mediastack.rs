@@ -143,8 +143,17 @@ pub struct Storage {
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.storageClassName) || has(self.size)"
 ).message("storage.data.storageClassName only applies with size (a claim the operator creates)"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.hostPath) || !self.hostPath.matches('(^|/)[.][.]?(/|$)')"
+).message("storage.data.hostPath must not contain '.' or '..' segments").field_path(".hostPath"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.hostPath) || !(self.hostPath in ['/', '/var', '/var/lib', '/usr', '/home']) && !['/etc', '/proc', '/sys', '/dev', '/run', '/var/run', '/root', '/boot', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/usr/bin', '/usr/sbin', '/usr/lib', '/var/lib/kubelet', '/var/lib/containerd', '/var/lib/docker', '/var/lib/etcd', '/var/lib/rancher', '/var/log', '/etc/kubernetes'].exists(p, self.hostPath == p || self.hostPath.startsWith(p + '/'))"
+).message("storage.data.hostPath must not be a system directory (/, /etc, /proc, /sys, /dev, /run, /var/run, /root, /boot, /var/lib/kubelet, /var/lib/containerd, /var/log and the like) or below one").field_path(".hostPath"))]
 pub struct DataStorage {
-    /// An absolute directory on the node (single-node clusters).
+    /// An absolute directory on the node (single-node clusters). The cluster
+    /// admin's policy limits it to allowed prefixes (default `/srv`, `/mnt`,
+    /// `/media`, `/data`, `/var/mnt`); system directories and `..` segments
+    /// are rejected at admission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^/([^/\x00]+/?)*$"), length(max = 4096))]
     pub host_path: Option<String>,
@@ -170,8 +179,11 @@ pub struct ConfigStorage {
     /// StorageClass of the config claims; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
-    /// Delete an app's config claim when the app is disabled. Off by default:
-    /// config is user data.
+    /// Make the config claims disposable: delete an app's claim when the app
+    /// is disabled, and all of them when the MediaStack is deleted (they are
+    /// then owned by it). Off by default: config is user data, kept (label
+    /// `mediastack.io/keep`, no owner) and adopted again by a stack re-created
+    /// under the same name.
     #[serde(default)]
     pub delete_with_app: bool,
 }
@@ -424,7 +436,9 @@ pub struct Security {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Fail2ban {
-    /// Run fail2ban. Defaults to on when Traefik is managed.
+    /// Run fail2ban. Unset: on when Traefik is managed and the admin policy
+    /// allows fail2ban and hostNetwork (off with the default policy); true
+    /// where the policy refuses it stalls the stack (`NotAllowed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// fail2ban image.

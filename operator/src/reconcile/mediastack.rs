@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Node, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, ServiceCIDR};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, ListParams};
 use kube::core::GroupVersionKind;
@@ -24,7 +24,7 @@ use super::{Context, Error, apply};
 use crate::api::mediastack::AppStatus;
 use crate::api::{IngressRoute, MediaStack, MediaStackStatus, VpnGateway};
 use crate::render::meta::{MANAGER, Parent, STACK_LABEL};
-use crate::render::{Inputs, stack, vpn};
+use crate::render::{Inputs, stack, storage, vpn};
 
 /// Name of the prometheus-operator CRD whose presence turns monitoring on.
 pub const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
@@ -72,11 +72,60 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
         )
         .await;
     }
+    // 2. The admin policy: a refused request renders nothing new, so what
+    // runs keeps running unchanged.
+    let mut refusals = ctx.policy.check(&stack.spec);
+    // The gluetun image of a gateway runs in this stack's pods.
+    let gateways: Api<VpnGateway> = Api::namespaced(client.clone(), &ns);
+    let mut seen = BTreeSet::new();
+    for (_, app_spec) in stack.spec.apps.enabled() {
+        let Some(att) = &app_spec.vpn else { continue };
+        if !seen.insert(att.gateway_ref.clone()) {
+            continue;
+        }
+        if let Some(gw) = get_opt(&gateways, &att.gateway_ref).await?
+            && let Some(r) = ctx.policy.check_image(
+                &format!("VpnGateway {} spec.image", att.gateway_ref),
+                &gw.spec.image,
+            )
+        {
+            refusals.push(r);
+        }
+    }
+    if !refusals.is_empty() {
+        let stall = Stall {
+            reason: "NotAllowed",
+            message: refusals
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        return finish(
+            &stack,
+            &ctx,
+            &parent,
+            &ready_deploy,
+            Vec::new(),
+            Some(stall),
+            false,
+            0,
+        )
+        .await;
+    }
+    let effective = {
+        let mut s = stack.as_ref().clone();
+        s.spec = ctx.policy.effective(&stack.spec);
+        s
+    };
     let inputs = gather_inputs(&stack, &ctx, &parent, &ready_deploy).await?;
 
-    // 2. Render (pure).
-    let rendered = match stack::render(&stack, &parent, &inputs) {
-        Ok(r) => r,
+    // 3. Render (pure).
+    let rendered = match stack::render(&effective, &parent, &inputs) {
+        Ok(mut r) => {
+            stack::bind_fixed_cluster_role(&mut r.cluster_children, &ctx.node_reader_role);
+            r
+        }
         Err(e) => {
             let stall = Stall {
                 reason: "InvalidSpec",
@@ -96,7 +145,23 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
         }
     };
 
-    // 3. Apply: generated Secrets first (create once), then children; then prune.
+    // 4. Claims hold user data: adopt only this stack's own (by name, so a
+    // re-created stack gets its config back), never another's or the user's.
+    if let Some(stall) = check_claims(&ctx, &ns, &parent, &rendered.children).await? {
+        return finish(
+            &stack,
+            &ctx,
+            &parent,
+            &ready_deploy,
+            Vec::new(),
+            Some(stall),
+            inputs.monitoring_crds,
+            0,
+        )
+        .await;
+    }
+
+    // 5. Apply: generated Secrets first (create once), then children; then prune.
     let mut writes = 0;
     for secret in &rendered.generated_secrets {
         writes += usize::from(apply::ensure_secret(client, &ns, secret, &parent.owner).await?);
@@ -154,6 +219,35 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
         writes,
     )
     .await
+}
+
+/// A claim the stack would apply that already exists and is not its own
+/// (see [`storage::claim_conflict`]): reported as `Stalled`/`ClaimConflict`.
+async fn check_claims(
+    ctx: &Context,
+    ns: &str,
+    parent: &Parent,
+    children: &[crate::render::Child],
+) -> Result<Option<Stall>, Error> {
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+    let mut conflicts = Vec::new();
+    for child in children
+        .iter()
+        .filter(|c| c.api.kind == "PersistentVolumeClaim")
+    {
+        let Some(name) = child.object.metadata.name.as_deref() else {
+            continue;
+        };
+        if let Some(live) = get_opt(&pvcs, name).await?
+            && let Some(why) = storage::claim_conflict(parent, &live)
+        {
+            conflicts.push(why);
+        }
+    }
+    Ok((!conflicts.is_empty()).then(|| Stall {
+        reason: "ClaimConflict",
+        message: conflicts.join("; "),
+    }))
 }
 
 /// Checks the references that stall the whole stack when broken.
@@ -400,12 +494,10 @@ pub async fn sweep_cluster_children(
     Ok(deleted)
 }
 
-/// Cluster-scoped kinds a stack may create (Dozzle reads nodes).
+/// Cluster-scoped kinds a stack may create: bindings of the fixed node
+/// reader role (Dozzle reads nodes). The operator never writes ClusterRoles.
 fn cluster_kinds() -> Vec<ApiResource> {
-    vec![
-        ApiResource::erase::<ClusterRole>(&()),
-        ApiResource::erase::<ClusterRoleBinding>(&()),
-    ]
+    vec![ApiResource::erase::<ClusterRoleBinding>(&())]
 }
 
 /// Computes and writes the status (only when it changed) and picks the requeue.

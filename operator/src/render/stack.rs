@@ -96,6 +96,29 @@ pub fn render(
     Ok(out)
 }
 
+/// Name of the fixed ClusterRole (shipped by the chart) that grants read
+/// access to nodes, when the operator is not told otherwise.
+pub const DEFAULT_NODE_READER_ROLE: &str = "mediastack-operator-node-reader";
+
+/// The operator never writes ClusterRoles (its RBAC cannot): a cluster-scoped
+/// role a child needs is the fixed one the chart ships, and the rendered
+/// ClusterRoleBindings are pointed at it. Drops rendered ClusterRoles (their
+/// only rule, node read, is what `role` grants) and rewrites the bindings'
+/// `roleRef`.
+pub fn bind_fixed_cluster_role(children: &mut Vec<Child>, role: &str) {
+    children.retain(|c| c.api.kind != "ClusterRole");
+    for c in children
+        .iter_mut()
+        .filter(|c| c.api.kind == "ClusterRoleBinding")
+    {
+        c.object.data["roleRef"] = serde_json::json!({
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": role,
+        });
+    }
+}
+
 fn dedup_secrets(secrets: &mut Vec<GeneratedSecret>) {
     secrets.sort_by(|a, b| a.name.cmp(&b.name));
     secrets.dedup_by(|a, b| {
@@ -109,4 +132,31 @@ fn dedup_secrets(secrets: &mut Vec<GeneratedSecret>) {
             false
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{inputs, parent, stack};
+    use super::*;
+
+    #[test]
+    fn cluster_children_only_bind_the_fixed_node_reader_role() {
+        let mut out = render(&stack(), &parent(), &inputs()).expect("render");
+        assert!(
+            out.cluster_children
+                .iter()
+                .any(|c| c.api.kind == "ClusterRole")
+        );
+        bind_fixed_cluster_role(&mut out.cluster_children, "ops-node-reader");
+        let kinds: Vec<_> = out
+            .cluster_children
+            .iter()
+            .map(|c| c.api.kind.clone())
+            .collect();
+        assert_eq!(kinds, vec!["ClusterRoleBinding"]);
+        let binding = &out.cluster_children[0].object.data;
+        assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+        assert_eq!(binding["roleRef"]["name"], "ops-node-reader");
+        assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
+    }
 }
