@@ -186,6 +186,17 @@ pub async fn ensure_secret(
     secret: &GeneratedSecret,
     owner: &OwnerReference,
 ) -> Result<bool, Error> {
+    ensure_secret_of_type(client, ns, secret, owner, "Opaque").await
+}
+
+/// [`ensure_secret`] for a Secret of `type_` (e.g. `kubernetes.io/basic-auth`).
+pub async fn ensure_secret_of_type(
+    client: &Client,
+    ns: &str,
+    secret: &GeneratedSecret,
+    owner: &OwnerReference,
+    type_: &str,
+) -> Result<bool, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let existing = api
         .get_opt(&secret.name)
@@ -248,7 +259,7 @@ pub async fn ensure_secret(
             ..Default::default()
         },
         data: Some(data),
-        type_: Some("Opaque".into()),
+        type_: Some(type_.into()),
         ..Default::default()
     };
     match api
