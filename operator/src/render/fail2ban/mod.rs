@@ -859,6 +859,100 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Debian's fail2ban reads the rendered jails: the dump of its parsed
+    /// configuration names the stack's chain in every iptables command, and
+    /// the Cloudflare action gets the token only as `$CF_API_TOKEN`.
+    #[test]
+    fn fail2ban_client_reads_the_jails() {
+        use crate::api::common::SecretRef;
+        use crate::api::mediastack::CloudflareBan;
+        let stock = std::path::Path::new("/etc/fail2ban");
+        let found = std::process::Command::new("fail2ban-client")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+            && stock.join("action.d/cloudflare-token.conf").exists();
+        if !found {
+            assert!(
+                std::env::var_os("MEDIASTACK_REQUIRE_TOOLS").is_none(),
+                "fail2ban-client and /etc/fail2ban are required but not installed"
+            );
+            eprintln!("fail2ban not installed: skipped (apt-get install fail2ban)");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("mediastack-f2bc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let copy = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(stock)
+            .arg(&dir)
+            .status()
+            .expect("cp");
+        assert!(copy.success());
+        // Only the operator's jails: drop the distribution's enabled ones.
+        for entry in std::fs::read_dir(dir.join("jail.d")).expect("jail.d") {
+            std::fs::remove_file(entry.expect("entry").path()).expect("rm");
+        }
+        let mut spec = stack().spec;
+        spec.security.fail2ban.cloudflare = Some(CloudflareBan {
+            zone_id: "0123456789abcdef0123456789abcdef".into(),
+            token_secret_ref: SecretRef {
+                name: "cloudflare-api".into(),
+            },
+        });
+        let files = config_files(&parent(), &spec, &inputs()).expect("render");
+        let placeholder = dir.join(PLACEHOLDER_KEY);
+        std::fs::write(&placeholder, "").expect("placeholder");
+        for (key, content) in &files {
+            let target = match key.as_str() {
+                JAIL_KEY => dir.join("jail.d").join(key),
+                ACTION_KEY => dir.join("action.d").join(key),
+                PLACEHOLDER_KEY => continue,
+                _ => dir.join("filter.d").join(key),
+            };
+            let content = content
+                .replace(PLACEHOLDER_PATH, &placeholder.to_string_lossy())
+                .replace(POD_LOGS, &dir.join("pods").to_string_lossy());
+            std::fs::write(target, content).expect("write");
+        }
+        let out = std::process::Command::new("fail2ban-client")
+            .arg("-c")
+            .arg(&dir)
+            .arg("-d")
+            .output()
+            .expect("fail2ban-client runs");
+        let dump = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{dump}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for jail in [AUTH_JAIL, BOTSEARCH_JAIL] {
+            let chain = chain_name(&parent(), jail);
+            assert!(
+                dump.contains(&format!(
+                    "['actionban', '<iptables> -t raw -I {chain} 1 -s <ip> -j DROP']"
+                )),
+                "{jail}: {dump}"
+            );
+            assert!(
+                dump.contains(&format!(
+                    "['set', '{jail}', 'addaction', 'cloudflare-token']"
+                )),
+                "{jail}: {dump}"
+            );
+        }
+        assert!(
+            dump.contains("-H \"Authorization: Bearer $CF_API_TOKEN\""),
+            "{dump}"
+        );
+        assert!(
+            dump.contains("zones/0123456789abcdef0123456789abcdef/"),
+            "{dump}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn by_key(children: &[Child]) -> BTreeMap<String, Value> {
         children
             .iter()
