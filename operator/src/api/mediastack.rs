@@ -613,7 +613,9 @@ pub struct MediaStackStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling`, `Stalled` (kstatus) and `MonitoringReady`.
+    /// `Ready`, `Reconciling`, `Stalled` (kstatus), `MonitoringReady`, and
+    /// `Insecure` naming the apps served without a login (public apps without
+    /// `expose.auth`, Dozzle with `allowAnonymous`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
