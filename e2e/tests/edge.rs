@@ -465,3 +465,36 @@ async fn a_public_app_without_auth_is_flagged_on_the_stack_and_auth_clears_it() 
     .await
     .expect("auth Middleware");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_whose_auth_secret_is_missing_says_so_until_it_exists() {
+    let (ns, _op, _) = ready_example_stack("authsecret").await;
+    ns.apply_yaml(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: home-assistant}\nspec: {ports: [{port: 8123}]}\n",
+        "e2e",
+    )
+    .await
+    .expect("backend");
+    let route = "apiVersion: mediastack.io/v1alpha1\nkind: IngressRoute\nmetadata: {name: ha}\nspec: {subdomain: ha, service: {name: home-assistant, port: 8123}, stackRef: {name: home}, auth: {basicAuthSecretRef: {name: ha-login}}}\n";
+    ns.apply_yaml(route, "e2e").await.expect("route");
+    let r = wait_condition::<IngressRoute>(
+        &ns,
+        "ha",
+        "Reconciling",
+        "True",
+        Some("AuthSecretNotFound"),
+    )
+    .await;
+    let msg = condition(&r, "Ready").map(|c| c.2).unwrap_or_default();
+    assert!(msg.contains("ha-login"), "{msg}");
+    wait_event(&ns, "AuthSecretNotFound", "ha-login").await;
+    // A kubernetes.io/basic-auth Secret is what Traefik reads as well.
+    ns.apply_yaml(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: ha-login}\ntype: kubernetes.io/basic-auth\nstringData: {username: admin, password: a-long-password}\n",
+        "e2e",
+    )
+    .await
+    .expect("secret");
+    // Secrets are not watched: the route's periodic retry (30 s) picks it up.
+    wait_condition::<IngressRoute>(&ns, "ha", "Ready", "True", None).await;
+}
