@@ -351,6 +351,22 @@ async fn dozzle_is_behind_a_generated_login_and_never_public_without_one() {
         serde_json::json!([{"name": "home-dozzle-auth"}])
     );
 
+    // The Service does not bypass the login: only Traefik (and the
+    // dashboard's health check) may connect to Dozzle.
+    let policies: Api<NetworkPolicy> = ns.api();
+    let np = policies
+        .get("home-dozzle")
+        .await
+        .expect("Dozzle's NetworkPolicy");
+    let from = serde_json::to_value(np.spec).expect("json")["ingress"][0]["from"].clone();
+    assert_eq!(
+        from,
+        serde_json::json!([
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "home", "app.kubernetes.io/name": "traefik"}}},
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "home", "app.kubernetes.io/name": "dashboard"}}}
+        ])
+    );
+
     // Admission refuses a public Dozzle without a login, and a login that
     // is both given and waived.
     for (expose, wanted) in [

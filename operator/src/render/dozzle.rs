@@ -14,10 +14,15 @@
 //! `pods/attach`, delete or write verbs are granted.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use std::collections::BTreeMap;
 
@@ -65,6 +70,46 @@ pub fn login_secret(parent: &Parent, spec: &MediaStackSpec) -> Option<GeneratedS
     })
 }
 
+/// The NetworkPolicy `<stack>-dozzle`, with the managed Traefik: Dozzle's
+/// `http` port only from the stack's Traefik pods (where the login is) and
+/// its dashboard pods (their health check), so no pod can read the logs
+/// through the Service and skip the login. With an existing Traefik, whose
+/// pods the operator does not know, there is none.
+pub fn network_policy(parent: &Parent, spec: &MediaStackSpec) -> Option<NetworkPolicy> {
+    if !enabled(spec) || !spec.ingress.traefik.managed {
+        return None;
+    }
+    let peer = |name: &str| NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(parent.selector(name)),
+            match_expressions: None,
+        }),
+        ..Default::default()
+    };
+    Some(NetworkPolicy {
+        metadata: parent.meta(&parent.child_name(APP), APP, "app"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(parent.selector(APP)),
+                match_expressions: None,
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::String(super::workload::HTTP_PORT.into())),
+                    protocol: Some("TCP".into()),
+                    end_port: None,
+                }]),
+                from: Some(vec![
+                    peer(super::traefik::CONTAINER),
+                    peer(super::dashboard::APP),
+                ]),
+            }]),
+            egress: None,
+        }),
+    })
+}
+
 /// Name of Dozzle's ServiceAccount, Role and RoleBinding: `<stack>-dozzle`.
 pub fn service_account_name(parent: &Parent) -> String {
     parent.child_name(APP)
@@ -77,7 +122,8 @@ pub fn cluster_role_name(parent: &Parent) -> String {
     format!("mediastack:{}:{}:{APP}", parent.namespace, parent.name)
 }
 
-/// Dozzle's ServiceAccount, Role and RoleBinding when Dozzle is enabled.
+/// Dozzle's ServiceAccount, Role and RoleBinding when Dozzle is enabled, and
+/// its [`network_policy`].
 pub fn objects(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, RenderError> {
     if !enabled(spec) {
         return Ok(Vec::new());
@@ -105,11 +151,15 @@ pub fn objects(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, Ren
         },
         subjects: Some(vec![subject(parent)]),
     };
-    Ok(vec![
+    let mut out = vec![
         Child::typed(&sa)?,
         Child::typed(&role)?,
         Child::typed(&binding)?,
-    ])
+    ];
+    if let Some(np) = network_policy(parent, spec) {
+        out.push(Child::typed(&np)?);
+    }
+    Ok(out)
 }
 
 /// The cluster-scoped part of Dozzle's RBAC when Dozzle is enabled: read
@@ -233,6 +283,35 @@ mod tests {
     }
 
     #[test]
+    fn only_traefik_and_the_dashboard_reach_dozzle() {
+        let p = parent();
+        let mut spec = stack().spec;
+        let np = serde_json::to_value(network_policy(&p, &spec).expect("a policy")).expect("json");
+        assert_eq!(
+            np["spec"]["podSelector"]["matchLabels"],
+            serde_json::json!({"app.kubernetes.io/name": "dozzle", "app.kubernetes.io/instance": "home"})
+        );
+        assert_eq!(
+            np["spec"]["ingress"],
+            serde_json::json!([{
+                "ports": [{"port": "http", "protocol": "TCP"}],
+                "from": [
+                    {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "home"}}},
+                    {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "dashboard", "app.kubernetes.io/instance": "home"}}}
+                ]
+            }])
+        );
+        assert!(
+            objects(&p, &spec)
+                .expect("render")
+                .iter()
+                .any(|c| c.key() == "NetworkPolicy/home-dozzle")
+        );
+        spec.ingress.traefik.managed = false;
+        assert!(network_policy(&p, &spec).is_none());
+    }
+
+    #[test]
     fn rbac_snapshots() {
         let (p, spec) = (parent(), stack().spec);
         let all: Vec<Child> = objects(&p, &spec)
@@ -247,6 +326,7 @@ mod tests {
                 "ServiceAccount/home-dozzle",
                 "Role/home-dozzle",
                 "RoleBinding/home-dozzle",
+                "NetworkPolicy/home-dozzle",
                 "ClusterRole/mediastack:media:home:dozzle",
                 "ClusterRoleBinding/mediastack:media:home:dozzle",
             ]
