@@ -24,7 +24,7 @@ use super::{Context, Error, apply};
 use crate::api::mediastack::AppStatus;
 use crate::api::{IngressRoute, MediaStack, MediaStackStatus, VpnGateway};
 use crate::render::meta::{MANAGER, Parent, STACK_LABEL};
-use crate::render::{Inputs, stack, storage, vpn};
+use crate::render::{Inputs, route, stack, storage, vpn};
 
 /// Name of the prometheus-operator CRD whose presence turns monitoring on.
 pub const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
@@ -165,6 +165,18 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
     let mut writes = 0;
     for secret in &rendered.generated_secrets {
         writes += usize::from(apply::ensure_secret(client, &ns, secret, &parent.owner).await?);
+    }
+    for secret in &rendered.login_secrets {
+        writes += usize::from(
+            apply::ensure_secret_of_type(
+                client,
+                &ns,
+                secret,
+                &parent.owner,
+                "kubernetes.io/basic-auth",
+            )
+            .await?,
+        );
     }
     let mut keep = BTreeSet::new();
     for child in &rendered.children {
@@ -587,6 +599,8 @@ async fn finish(
     } else {
         Cond::new("MonitoringReady", false, "CRDNotInstalled", "The monitoring.coreos.com CRDs are not installed; monitoring objects are skipped until they are")
     });
+    let insecure = insecure_condition(parent, spec);
+    conds.push(insecure.clone());
     let old = stack.status.clone().unwrap_or_default();
     let new = MediaStackStatus {
         observed_generation: stack.metadata.generation,
@@ -604,6 +618,21 @@ async fn finish(
             if !was {
                 publish(ctx, stack, EventType::Warning, s.reason, s.message.clone()).await;
             }
+        }
+        let was_insecure = old
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Insecure" && c.status == "True" && c.message == insecure.message);
+        if insecure.status && !was_insecure {
+            publish_as(
+                ctx,
+                stack,
+                EventType::Warning,
+                &insecure.reason,
+                "Expose",
+                insecure.message.clone(),
+            )
+            .await;
         }
         for (app, w) in &waiting {
             if old
@@ -643,6 +672,50 @@ async fn finish(
         } else {
             Action::requeue(ctx.resync)
         },
+    )
+}
+
+/// `Insecure`: True, naming the apps, when an app is served without a login
+/// where one is expected (a public app without `expose.auth`, Dozzle with
+/// `expose.allowAnonymous`).
+fn insecure_condition(parent: &Parent, spec: &crate::api::mediastack::MediaStackSpec) -> Cond {
+    let apps = route::insecure_apps(parent, spec);
+    if apps.is_empty() {
+        return Cond::new(
+            "Insecure",
+            false,
+            "Secure",
+            "Every public app and Dozzle are behind a login",
+        );
+    }
+    let public: Vec<&str> = apps
+        .iter()
+        .map(String::as_str)
+        .filter(|a| {
+            spec.apps
+                .get(a)
+                .and_then(|s| s.expose.as_ref())
+                .is_some_and(|e| e.public)
+        })
+        .collect();
+    let reason = if public.is_empty() {
+        "DozzleWithoutAuth"
+    } else {
+        "PublicWithoutAuth"
+    };
+    Cond::new(
+        "Insecure",
+        true,
+        reason,
+        format!(
+            "served without a login: {}; set apps.<app>.expose.auth (basicAuthSecretRef or forwardAuth){}",
+            apps.join(", "),
+            if apps.iter().any(|a| a == crate::render::dozzle::APP) {
+                ", or drop apps.dozzle.expose.allowAnonymous"
+            } else {
+                ""
+            }
+        ),
     )
 }
 

@@ -15,6 +15,8 @@ pub struct Rendered {
     pub cluster_children: Vec<Child>,
     /// Secrets to create once if absent.
     pub generated_secrets: Vec<GeneratedSecret>,
+    /// `kubernetes.io/basic-auth` Secrets (logins) to create once if absent.
+    pub login_secrets: Vec<GeneratedSecret>,
     /// App -> what it waits for before it is started (replicas 0 meanwhile).
     pub waiting: BTreeMap<String, String>,
 }
@@ -78,12 +80,15 @@ pub fn render(
         out.children.extend(objs.into_children()?);
     }
     out.children.extend(super::dozzle::objects(parent, spec)?);
+    out.login_secrets
+        .extend(super::dozzle::login_secret(parent, spec));
     out.cluster_children
         .extend(super::dozzle::cluster_objects(parent, spec)?);
     out.children
         .extend(super::dashboard::objects(parent, spec)?);
     out.children.extend(super::route::app_routes(parent, spec)?);
-    out.children.extend(super::traefik::objects(parent, spec)?);
+    out.children
+        .extend(super::traefik::objects(parent, spec, inputs)?);
     out.children
         .extend(super::tunnel::objects(parent, spec, inputs)?);
     out.children
