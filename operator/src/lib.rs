@@ -11,3 +11,4 @@ pub mod catalog;
 pub mod reconcile;
 pub mod render;
 pub mod runtime;
+pub mod wiring;
