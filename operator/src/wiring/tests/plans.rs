@@ -137,8 +137,12 @@ fn prowlarr_applications_are_named_full_sync_with_in_cluster_urls() {
     assert_eq!(field(b, "apiKey"), &json!("k".repeat(32)));
     let stored = as_stored(b.clone(), 4);
     assert!(
-        prowlarr::plan_application(std::slice::from_ref(&stored), &prowlarr_ep, &target(Arr::Sonarr))
-            .is_empty()
+        prowlarr::plan_application(
+            std::slice::from_ref(&stored),
+            &prowlarr_ep,
+            &target(Arr::Sonarr)
+        )
+        .is_empty()
     );
     // Radarr's application is another object: planned beside Sonarr's.
     let w = prowlarr::plan_application(&[stored], &prowlarr_ep, &target(Arr::Radarr));
