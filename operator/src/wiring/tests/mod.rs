@@ -5,6 +5,7 @@ mod contract_checks;
 mod fake;
 mod flows;
 mod plans;
+mod qbit_flow;
 
 use std::time::Duration;
 
