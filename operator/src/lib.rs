@@ -12,3 +12,4 @@ pub mod policy;
 pub mod reconcile;
 pub mod render;
 pub mod runtime;
+pub mod wiring;
