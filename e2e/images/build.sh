@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds the real node's test images as docker-archive tarballs (no registry,
+# no Docker engine) into a cache outside the repository, keyed by a hash of
+# these recipes and the Debian package versions they copy, and prints that
+# directory. cluster.sh --real-node imports them with `ctr images import`.
+#
+# Every image is a stand-in, documented in docs/real-node.md:
+#   pause.tar        mediastack.local/pause:1         the sandbox (pause) image
+#   busybox.tar      mediastack.local/busybox:1       test tools (sh, nc, wget, nslookup, httpd, ip)
+#   app.tar          mediastack.local/app:1, lscr.io/linuxserver/sonarr:4.0.16,
+#                    lscr.io/linuxserver/radarr:6.0.4 a uid-1000 linuxserver-style app
+#   qbittorrent.tar  mediastack.local/qbittorrent:<deb version>  Debian's qbittorrent-nox
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${MEDIASTACK_CACHE:-$HOME/.cache/mediastack-operator}
+bbver=$(dpkg-query -W -f '${Version}' busybox-static)
+qbver=$(dpkg-query -W -f '${Version}' qbittorrent-nox)
+hash=$(cat "$here"/build.sh "$here"/mkimage.py "$here"/*/*.sh | sha256sum | cut -c1-16)
+out="$cache/images/${hash}_busybox-${bbver}_qbittorrent-${qbver}"
+images=(pause busybox app qbittorrent)
+have_all() { for i in "${images[@]}"; do [ -s "$out/$i.tar" ] || return 1; done; }
+if have_all; then echo "$out"; exit 0; fi
+mkdir -p "$out"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# A root filesystem with a static busybox and all its applets.
+base() {
+  local r=$1 a
+  mkdir -p "$r"/{bin,etc,tmp,proc,sys,dev,config,www,data}
+  cp /bin/busybox "$r/bin/busybox"
+  for a in $(/bin/busybox --list); do [ -e "$r/bin/$a" ] || ln -s busybox "$r/bin/$a"; done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$r/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
+  chmod 1777 "$r/tmp"
+  echo pong >"$r/www/ping"
+}
+mk() { python3 "$here/mkimage.py" "$@"; }
+
+base "$tmp/busybox"
+mk "$tmp/busybox" "$out/busybox.tar" --tag mediastack.local/busybox:1 --cmd '["sh"]'
+
+base "$tmp/pause"
+cp "$here/pause/pause.sh" "$tmp/pause/pause"
+mk "$tmp/pause" "$out/pause.tar" --tag mediastack.local/pause:1 --entrypoint '["/pause"]'
+
+base "$tmp/app"
+cp "$here/app/init.sh" "$tmp/app/init"
+mk "$tmp/app" "$out/app.tar" --tag mediastack.local/app:1 \
+  --tag lscr.io/linuxserver/sonarr:4.0.16 --tag lscr.io/linuxserver/radarr:6.0.4 \
+  --entrypoint '["/init"]' --env PUID=911 --env PGID=911
+
+# qbittorrent-nox with exactly the shared libraries it links (ldd).
+q="$tmp/qbittorrent"
+base "$q"
+cp "$here/qbittorrent/init.sh" "$q/init"
+mkdir -p "$q/usr/bin"
+cp /usr/bin/qbittorrent-nox "$q/usr/bin/"
+for lib in $(ldd /usr/bin/qbittorrent-nox | grep -o '/[^ ]*'); do
+  mkdir -p "$q$(dirname "$lib")"
+  cp -L "$lib" "$q$lib"
+done
+mk "$q" "$out/qbittorrent.tar" --tag "mediastack.local/qbittorrent:${qbver//[^A-Za-z0-9_.-]/_}" \
+  --entrypoint '["/init"]' --env PUID=911 --env PGID=911 --env WEBUI_PORT=8080
+have_all
+echo "$out"
