@@ -325,6 +325,9 @@ EOF
 
   # shellcheck disable=SC2016 # $PATH is expanded when env is sourced
   printf 'export KUBECONFIG=%q\nexport PATH=%q:"$PATH"\nexport MEDIASTACK_AUDIT_LOG=%q\n' "$state/kubeconfig" "$bin" "$state/logs/audit.log" >"$state/env"
+  if [ "$real_node" = 1 ]; then
+    printf 'export MEDIASTACK_REAL_NODE=1 MEDIASTACK_REAL_NODE_INDEX=%q MEDIASTACK_REAL_NODE_STATE=%q\n' "$node_index" "$state/node" >>"$state/env"
+  fi
   if [ $own = 1 ]; then teardown=""; fi
   log "up in $(since "$t0")s"
   echo "export KUBECONFIG=$state/kubeconfig   # or: source $state/env"
@@ -349,7 +352,7 @@ stop() {
   done
   for pid in "${pids[@]}"; do
     if ours "$pid" "$dir"; then
-      log "$pid ($(tr "\0" " " 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-60)) ignored SIGTERM for 10s, sending SIGKILL"
+      log "$pid ($(basename "$(tr "\0" "\n" 2>/dev/null <"/proc/$pid/cmdline" | head -1)")) ignored SIGTERM for 10s, sending SIGKILL"
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
   done
@@ -373,6 +376,7 @@ cmd_down() {
   stop "$dir" kwok kube-scheduler kube-controller-manager
   stop "$dir" kube-apiserver
   stop "$dir" etcd
+  node_release "$dir"
   rm -rf "$dir"
   log "down: stopped $stopped process(es), removed $dir"
 }
@@ -410,7 +414,9 @@ cmd_exec() {
   teardown=$(mktemp -d "$cache/clusters/exec.XXXXXX") # EXIT trap downs it whatever happens
   cmd_up "$teardown" >/dev/null
   export KUBECONFIG=$teardown/kubeconfig PATH=$bin:$PATH MEDIASTACK_AUDIT_LOG=$teardown/logs/audit.log
-  if [ "$real_node" = 1 ]; then export MEDIASTACK_REAL_NODE=1 MEDIASTACK_REAL_NODE_INDEX=$node_index; fi
+  if [ "$real_node" = 1 ]; then
+    export MEDIASTACK_REAL_NODE=1 MEDIASTACK_REAL_NODE_INDEX=$node_index MEDIASTACK_REAL_NODE_STATE=$teardown/node
+  fi
   # CMD runs in the background so INT/TERM interrupt `wait` at once; forward
   # them as TERM (background jobs of a script ignore SIGINT).
   "$@" <&0 &

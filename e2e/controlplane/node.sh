@@ -27,7 +27,7 @@ VPN_ADDR=198.51.100.10
 VPN_INET_ADDR=192.0.2.1
 # What pods and the node may reach: pods, Services, and the test hosts.
 NODE_ROUTES=(10.244.0.0/16 10.96.0.0/16 203.0.113.0/24 198.51.100.0/24 192.0.2.0/24)
-node_components=(containerd kubelet kube-proxy coredns kube-router)
+node_components=(containerd kubelet kube-proxy coredns kube-router inet vpn)
 
 nodebin() { "$here/build.sh" node; }
 in_node() { nsenter --net="/run/netns/ms$node_index-node" -- "$@"; }
@@ -149,6 +149,9 @@ imports = []
   [plugins.'io.containerd.cri.v1.runtime']
     # The machine forbids lowering oom_score_adj below 0.
     restrict_oom_score_adj = true
+    # Pod network namespaces under the state dir, not /run/netns: teardown
+    # unmounts and removes them with it.
+    netns_mounts_under_state_dir = true
     cdi_spec_dirs = []
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
       BinaryName = "$(command -v runc)"
@@ -246,10 +249,12 @@ EOF
 }
 
 # nstart NAME DIR ARGS...: like start, in the node netns.
-nstart() {
-  local name=$1 dir=$2
-  shift 2
-  setsid nsenter --net="/run/netns/ms$node_index-node" -- "$@" </dev/null >"$dir/logs/$name.log" 2>&1 &
+nstart() { nsstart node "$@"; }
+# nsstart NETNS NAME DIR ARGS...
+nsstart() {
+  local netns=ms$node_index-$1 name=$2 dir=$3
+  shift 3
+  setsid nsenter --net="/run/netns/$netns" -- "$@" </dev/null >"$dir/logs/$name.log" 2>&1 &
   echo $! >"$dir/pids/$name.pid"
 }
 
@@ -288,6 +293,11 @@ node_up() {
     --run-firewall=true --run-router=false --run-service-proxy=false --bgp-graceful-restart=false \
     --hostname-override="$NODE_REAL" --health-port=0 --metrics-port=0 --enable-ipv6=false
   nstart coredns "$dir" "$nb/coredns" -conf "$s/Corefile"
+  # The test hosts' recording services (testhost.py); their logs are what
+  # the data-plane tests read: $dir/node/inet.log and $dir/node/vpn.log.
+  nsstart inet inet "$dir" python3 "$here/testhost.py" "$s/inet.log" \
+    "tcp:$INET_ADDR:80" "udp:$INET_ADDR:9" "tcp:192.0.2.10:80"
+  nsstart vpn vpn "$dir" python3 "$here/testhost.py" "$s/vpn.log" "udp:$VPN_ADDR:51820" "tcp:$VPN_ADDR:80"
   # kube-dns: a selector-less Service in front of the node's CoreDNS.
   kc apply --server-side -f - >/dev/null <<EOF
 apiVersion: v1
@@ -336,12 +346,12 @@ node_mem() {
   echo "node RSS $((kib / 1024)) MiB in $(wc -w <<<"$all") processes"
 }
 
+# Stops the node's processes and containers and unmounts what they mounted.
 node_down() {
-  local dir=$1 I nb s=$1/node sock mnt
+  local dir=$1 nb s=$1/node sock mnt
   [ -f "$s/index" ] || return 0
-  I=$(cat "$s/index")
   if [ -f "$dir/pids/kubelet.pid" ]; then log "real node at teardown: $(node_mem "$dir")"; fi
-  stop "$dir" kube-router coredns kube-proxy kubelet
+  stop "$dir" inet vpn kube-router coredns kube-proxy kubelet
   sock=$s/containerd.sock
   nb=$(ls -d "$cache"/node/*/bin 2>/dev/null | head -1)
   if [ -S "$sock" ] && [ -x "$nb/ctr" ]; then
@@ -366,6 +376,14 @@ node_down() {
   for mnt in $(awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r); do
     umount -l "$mnt" 2>/dev/null || true
   done
+}
+
+# After the control plane stopped (the API server listens on the veth):
+# the namespaces, which takes their veths and routes with them, and the index.
+node_release() {
+  local dir=$1 I
+  [ -f "$dir/node/index" ] || return 0
+  I=$(cat "$dir/node/index")
   node_net_down_index "$I"
   rm -rf "/run/mediastack-node/$I"
   netns_gone "$I" || log "WARNING: namespaces of index $I still listed"

@@ -9,14 +9,14 @@
 #   busybox.tar      mediastack.local/busybox:1       test tools (sh, nc, wget, nslookup, httpd, ip)
 #   app.tar          mediastack.local/app:1, lscr.io/linuxserver/sonarr:4.0.16,
 #                    lscr.io/linuxserver/radarr:6.0.4 a uid-1000 linuxserver-style app
-#   qbittorrent.tar  mediastack.local/qbittorrent:<deb version>  Debian's qbittorrent-nox
+#   qbittorrent.tar  mediastack.local/qbittorrent:1    Debian's qbittorrent-nox (version in the cache dir name)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${MEDIASTACK_CACHE:-$HOME/.cache/mediastack-operator}
 bbver=$(dpkg-query -W -f '${Version}' busybox-static)
 qbver=$(dpkg-query -W -f '${Version}' qbittorrent-nox)
 hash=$(cat "$here"/build.sh "$here"/mkimage.py "$here"/*/*.sh | sha256sum | cut -c1-16)
-out="$cache/images/${hash}_busybox-${bbver}_qbittorrent-${qbver}"
+out="$cache/images/${hash}_busybox-${bbver//:/_}_qbittorrent-${qbver//:/_}"
 images=(pause busybox app qbittorrent)
 have_all() { for i in "${images[@]}"; do [ -s "$out/$i.tar" ] || return 1; done; }
 if have_all; then echo "$out"; exit 0; fi
@@ -60,7 +60,7 @@ for lib in $(ldd /usr/bin/qbittorrent-nox | grep -o '/[^ ]*'); do
   mkdir -p "$q$(dirname "$lib")"
   cp -L "$lib" "$q$lib"
 done
-mk "$q" "$out/qbittorrent.tar" --tag "mediastack.local/qbittorrent:${qbver//[^A-Za-z0-9_.-]/_}" \
+mk "$q" "$out/qbittorrent.tar" --tag mediastack.local/qbittorrent:1 \
   --entrypoint '["/init"]' --env PUID=911 --env PGID=911 --env WEBUI_PORT=8080
 have_all
 echo "$out"
