@@ -326,7 +326,8 @@ EOF
   # shellcheck disable=SC2016 # $PATH is expanded when env is sourced
   printf 'export KUBECONFIG=%q\nexport PATH=%q:"$PATH"\nexport MEDIASTACK_AUDIT_LOG=%q\n' "$state/kubeconfig" "$bin" "$state/logs/audit.log" >"$state/env"
   if [ "$real_node" = 1 ]; then
-    printf 'export MEDIASTACK_REAL_NODE=1 MEDIASTACK_REAL_NODE_INDEX=%q MEDIASTACK_REAL_NODE_STATE=%q\n' "$node_index" "$state/node" >>"$state/env"
+    printf 'export MEDIASTACK_REAL_NODE=1 MEDIASTACK_REAL_NODE_INDEX=%q MEDIASTACK_REAL_NODE_STATE=%q MEDIASTACK_REAL_NODE_BIN=%q\n' \
+      "$node_index" "$state/node" "$("$here/build.sh" node)" >>"$state/env"
   fi
   if [ $own = 1 ]; then teardown=""; fi
   log "up in $(since "$t0")s"
@@ -415,7 +416,8 @@ cmd_exec() {
   cmd_up "$teardown" >/dev/null
   export KUBECONFIG=$teardown/kubeconfig PATH=$bin:$PATH MEDIASTACK_AUDIT_LOG=$teardown/logs/audit.log
   if [ "$real_node" = 1 ]; then
-    export MEDIASTACK_REAL_NODE=1 MEDIASTACK_REAL_NODE_INDEX=$node_index MEDIASTACK_REAL_NODE_STATE=$teardown/node
+    export MEDIASTACK_REAL_NODE=1 MEDIASTACK_REAL_NODE_INDEX=$node_index MEDIASTACK_REAL_NODE_STATE=$teardown/node \
+      MEDIASTACK_REAL_NODE_BIN=$("$here/build.sh" node)
   fi
   # CMD runs in the background so INT/TERM interrupt `wait` at once; forward
   # them as TERM (background jobs of a script ignore SIGINT).

@@ -57,8 +57,12 @@ node_alloc() {
 }
 
 node_net_down_index() {
-  local i=$1 n
-  for n in node inet vpn; do ip netns del "ms$i-$n" 2>/dev/null || true; done
+  local i=$1 n p
+  for n in node inet vpn; do
+    # Whatever still runs in our namespaces (e.g. a test's WireGuard server).
+    for p in $(ip netns pids "ms$i-$n" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+    ip netns del "ms$i-$n" 2>/dev/null || true
+  done
   ip link del "ms$i-h" 2>/dev/null || true
 }
 
