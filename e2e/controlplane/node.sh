@@ -92,6 +92,8 @@ node_net_up() {
   ip -n "ms$I-inet" route add 10.244.0.0/16 via 203.0.113.1
   ip -n "ms$I-inet" route add 10.64.0.0/16 via "$VPN_INET_ADDR"
   ip -n "ms$I-vpn" route add 10.244.0.0/16 via 198.51.100.1
+  # The VPN host reaches the internet's address through its own link.
+  ip -n "ms$I-vpn" route add 203.0.113.0/24 via 192.0.2.10
   in_node sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
   ip netns exec "ms$I-vpn" sysctl -qw net.ipv4.ip_forward=1
   echo "$node_host"
@@ -300,8 +302,9 @@ node_up() {
   # The test hosts' recording services (testhost.py); their logs are what
   # the data-plane tests read: $dir/node/inet.log and $dir/node/vpn.log.
   nsstart inet inet "$dir" python3 "$here/testhost.py" "$s/inet.log" \
-    "tcp:$INET_ADDR:80" "udp:$INET_ADDR:9" "tcp:192.0.2.10:80"
-  nsstart vpn vpn "$dir" python3 "$here/testhost.py" "$s/vpn.log" "udp:$VPN_ADDR:51820" "tcp:$VPN_ADDR:80"
+    "tcp:$INET_ADDR:80" "tcp:$INET_ADDR:6969" "udp:$INET_ADDR:9" "tcp:192.0.2.10:80"
+  # UDP 51820 stays free for a test's WireGuard server.
+  nsstart vpn vpn "$dir" python3 "$here/testhost.py" "$s/vpn.log" "udp:$VPN_ADDR:51821" "tcp:$VPN_ADDR:80"
   # kube-dns: a selector-less Service in front of the node's CoreDNS.
   kc apply --server-side -f - >/dev/null <<EOF
 apiVersion: v1

@@ -9,6 +9,7 @@
 #   busybox.tar      mediastack.local/busybox:1       test tools (sh, nc, wget, nslookup, httpd, ip)
 #   app.tar          mediastack.local/app:1, lscr.io/linuxserver/sonarr:4.0.16,
 #                    lscr.io/linuxserver/radarr:6.0.4 a uid-1000 linuxserver-style app
+#   wgclient.tar     mediastack.local/wgclient:1      a WireGuard client (wireguard-go + wg), not gluetun
 #   qbittorrent.tar  mediastack.local/qbittorrent:1    Debian's qbittorrent-nox (version in the cache dir name)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,7 +18,8 @@ bbver=$(dpkg-query -W -f '${Version}' busybox-static)
 qbver=$(dpkg-query -W -f '${Version}' qbittorrent-nox)
 hash=$(cat "$here"/build.sh "$here"/mkimage.py "$here"/*/*.sh | sha256sum | cut -c1-16)
 out="$cache/images/${hash}_busybox-${bbver//:/_}_qbittorrent-${qbver//:/_}"
-images=(pause busybox app qbittorrent)
+images=(pause busybox app wgclient qbittorrent)
+nb=$("$here/../controlplane/build.sh" node) # wireguard-go
 have_all() { for i in "${images[@]}"; do [ -s "$out/$i.tar" ] || return 1; done; }
 if have_all; then echo "$out"; exit 0; fi
 mkdir -p "$out"
@@ -50,16 +52,31 @@ mk "$tmp/app" "$out/app.tar" --tag mediastack.local/app:1 \
   --tag lscr.io/linuxserver/sonarr:4.0.16 --tag lscr.io/linuxserver/radarr:6.0.4 \
   --entrypoint '["/init"]' --env PUID=911 --env PGID=911
 
+# ldd_copy ROOT BINARY: the binary's shared libraries (and loader) into ROOT.
+ldd_copy() {
+  local lib
+  for lib in $(ldd "$2" | grep -o '/[^ ]*'); do
+    mkdir -p "$1$(dirname "$lib")"
+    cp -L "$lib" "$1$lib"
+  done
+}
+
+w="$tmp/wgclient"
+base "$w"
+mkdir -p "$w/usr/bin" "$w/var/run/wireguard"
+cp "$here/wgclient/wg-client.sh" "$w/wg-client"
+cp "$nb/wireguard-go" "$w/usr/bin/wireguard-go"
+cp "$(command -v wg)" "$w/usr/bin/wg"
+ldd_copy "$w" "$(command -v wg)"
+mk "$w" "$out/wgclient.tar" --tag mediastack.local/wgclient:1 --entrypoint '["/wg-client"]'
+
 # qbittorrent-nox with exactly the shared libraries it links (ldd).
 q="$tmp/qbittorrent"
 base "$q"
 cp "$here/qbittorrent/init.sh" "$q/init"
 mkdir -p "$q/usr/bin"
 cp /usr/bin/qbittorrent-nox "$q/usr/bin/"
-for lib in $(ldd /usr/bin/qbittorrent-nox | grep -o '/[^ ]*'); do
-  mkdir -p "$q$(dirname "$lib")"
-  cp -L "$lib" "$q$lib"
-done
+ldd_copy "$q" /usr/bin/qbittorrent-nox
 mk "$q" "$out/qbittorrent.tar" --tag mediastack.local/qbittorrent:1 \
   --entrypoint '["/init"]' --env PUID=911 --env PGID=911 --env WEBUI_PORT=8080
 have_all

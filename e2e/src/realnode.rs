@@ -24,6 +24,8 @@ pub const VPN_INET_ADDR: &str = "192.0.2.1";
 pub const BUSYBOX: &str = "mediastack.local/busybox:1";
 /// The qBittorrent stand-in (Debian's qbittorrent-nox, e2e/images).
 pub const QBITTORRENT: &str = "mediastack.local/qbittorrent:1";
+/// Our WireGuard client sidecar image (not gluetun, e2e/images/wgclient).
+pub const WGCLIENT: &str = "mediastack.local/wgclient:1";
 /// How long a pod on the real node may take to become Ready.
 pub const POD_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -80,6 +82,28 @@ impl RealNode {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Starts a long-running command in one of the node's namespaces; it is
+    /// killed when the returned child is dropped (and at teardown, which
+    /// kills whatever runs in the namespaces).
+    pub fn spawn_in(&self, host: &str, args: &[&str]) -> anyhow::Result<tokio::process::Child> {
+        tokio::process::Command::new("ip")
+            .args(["netns", "exec", &self.netns(host)])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("ip netns exec")
+    }
+
+    /// A node binary (wireguard-go...) from `build.sh node`.
+    pub fn bin(&self, name: &str) -> String {
+        let dir = std::env::var("MEDIASTACK_REAL_NODE_BIN")
+            .expect("cluster.sh --real-node exports MEDIASTACK_REAL_NODE_BIN");
+        format!("{dir}/{name}")
     }
 
     /// Lines a test host recorded (`inet` or `vpn`) that came from `src`.

@@ -8,8 +8,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use mediastack_e2e::realnode::{
-    BUSYBOX, INET_ADDR, QBITTORRENT, RealNode, VPN_ADDR, create_pod, exec, pod_ip, sleeper,
-    wait_ready,
+    BUSYBOX, INET_ADDR, QBITTORRENT, RealNode, VPN_ADDR, VPN_INET_ADDR, WGCLIENT, create_pod, exec,
+    pod_ip, sleeper, wait_ready,
 };
 use mediastack_e2e::{TestNamespace, kubectl, kubectl_stdin};
 use mediastack_operator::api::{MediaStack, MediaStackSpec, VpnGateway};
@@ -294,7 +294,7 @@ async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
                 ("addresses", "10.64.0.2/32"),
                 ("publicKey", "a2V5"),
                 ("endpointIP", VPN_ADDR),
-                ("endpointPort", "51820"),
+                ("endpointPort", "51821"),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
@@ -378,7 +378,7 @@ async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
         "nothing from the pod reached the internet"
     );
     let sent_before = node.recorded_from("vpn", &ip).len();
-    udp(VPN_ADDR, "51820").await.expect("tftp");
+    udp(VPN_ADDR, "51821").await.expect("tftp");
     let mut through = false;
     for _ in 0..10 {
         if node.recorded_from("vpn", &ip).len() > sent_before {
@@ -614,4 +614,281 @@ async fn qbittorrent_webui_answers_through_its_service() {
     let save = lines.next().unwrap_or_default();
     eprintln!("qBittorrent default save path: {save}");
     assert!(!save.is_empty(), "{out}");
+}
+
+/// A WireGuard key pair from `wg genkey` / `wg pubkey` on the host.
+async fn wg_keys() -> (String, String) {
+    let private = tokio::process::Command::new("wg")
+        .arg("genkey")
+        .output()
+        .await
+        .expect("wg genkey");
+    let private = String::from_utf8_lossy(&private.stdout).trim().to_string();
+    let mut child = tokio::process::Command::new("wg")
+        .arg("pubkey")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("wg pubkey");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(private.as_bytes()).await.expect("write");
+    }
+    let out = child.wait_with_output().await.expect("wg pubkey");
+    (
+        private,
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+/// The test VPN provider: a wireguard-go server in the VPN host's namespace
+/// on UDP 51820, one peer (10.64.0.2), masquerading to the internet as
+/// 192.0.2.1. Dropping the child (or `ip link del`) stops it.
+async fn wg_server(node: &RealNode, dev: &str, private: &str, peer: &str) -> tokio::process::Child {
+    // A socket left by a previous server would be taken for the new one.
+    let sock = format!("/var/run/wireguard/{dev}.sock");
+    let _ = std::fs::remove_file(&sock);
+    let child = node
+        .spawn_in("vpn", &[&node.bin("wireguard-go"), "-f", dev])
+        .expect("wireguard-go");
+    mediastack_e2e::wait_for(
+        "the WireGuard server's socket",
+        std::time::Duration::from_secs(10),
+        || {
+            let sock = sock.clone();
+            async move { Ok(std::path::Path::new(&sock).exists()) }
+        },
+    )
+    .await
+    .expect("wireguard-go started");
+    let key = node.state.join(format!("{dev}.key"));
+    std::fs::write(&key, private).expect("key");
+    let key = key.display().to_string();
+    for cmd in [
+        vec![
+            "wg",
+            "set",
+            dev,
+            "listen-port",
+            "51820",
+            "private-key",
+            &key,
+            "peer",
+            peer,
+            "allowed-ips",
+            "10.64.0.2/32",
+        ],
+        vec!["ip", "addr", "add", "10.64.0.1/24", "dev", dev],
+        vec!["ip", "link", "set", dev, "up"],
+    ] {
+        node.exec_in("vpn", &cmd)
+            .await
+            .expect("configure the server");
+    }
+    child
+}
+
+/// Runs `script` against qBittorrent's Web API from inside its pod (the
+/// WebUI lets localhost in without a login: `WebUI\LocalHostAuth=false`).
+async fn qbt_api(ns: &TestNamespace, pod: &str, script: &str) -> anyhow::Result<String> {
+    exec(ns, pod, "qbittorrent", &["sh", "-c", script]).await
+}
+
+const TRACKER: &str = "http://203.0.113.10:6969/announce";
+
+/// The layer "qBittorrent bound to the tunnel", with real processes and
+/// packets: Debian's qbittorrent-nox with `Session\Interface=tun0`, in a pod
+/// whose tunnel is our own WireGuard client sidecar (not gluetun, which
+/// cannot be built here; so no firewall inside the pod) to the test VPN
+/// provider. Its tracker announces reach the test internet only from the
+/// VPN host's address; with the WireGuard server stopped, and with tun0
+/// deleted in the pod, nothing from the pod reaches the internet (every
+/// packet the internet sees is captured with tcpdump from before the pod
+/// exists); when the server returns, announces flow through it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn qbittorrent_bound_to_the_tunnel_sends_nothing_outside_it() {
+    let Some(node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-tunnel").await;
+    let dev = format!("ms{}wg", node.index);
+    let (server_key, server_pub) = wg_keys().await;
+    let (client_key, client_pub) = wg_keys().await;
+    node.exec_in(
+        "vpn",
+        &[
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "10.64.0.0/16",
+            "-o",
+            "eth-inet",
+            "-j",
+            "MASQUERADE",
+        ],
+    )
+    .await
+    .expect("masquerade");
+    let server = wg_server(&node, &dev, &server_key, &client_pub).await;
+
+    // Every packet the internet receives, from now on (bounded).
+    let pcap = node.state.join(format!("{}.pcap", ns.name));
+    let pcap_s = pcap.display().to_string();
+    let _capture = node
+        .spawn_in(
+            "inet",
+            &[
+                "timeout", "300", "tcpdump", "-U", "-n", "-i", "any", "-c", "20000", "-w", &pcap_s,
+                "ip",
+            ],
+        )
+        .expect("tcpdump");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    let conf = "[LegalNotice]\nAccepted=true\n\n[BitTorrent]\nSession\\\\Interface=tun0\nSession\\\\InterfaceName=tun0\nSession\\\\DHTEnabled=false\nSession\\\\LSDEnabled=false\nSession\\\\PeXEnabled=false\n\n[Preferences]\nWebUI\\\\Port=8080\nWebUI\\\\LocalHostAuth=false\n";
+    let spec = json!({
+        "terminationGracePeriodSeconds": 1,
+        "volumes": [{"name": "config", "emptyDir": {}},
+                    {"name": "tun", "hostPath": {"path": "/dev/net/tun", "type": "CharDevice"}}],
+        "initContainers": [
+            {"name": "config", "image": BUSYBOX,
+             "command": ["sh", "-c", format!("mkdir -p /config/qBittorrent && printf '{conf}' > /config/qBittorrent/qBittorrent.conf")],
+             "volumeMounts": [{"name": "config", "mountPath": "/config"}]},
+            {"name": "wg", "image": WGCLIENT, "restartPolicy": "Always",
+             "env": [{"name": "WG_PRIVATE_KEY", "value": client_key},
+                     {"name": "WG_PEER_PUBLIC_KEY", "value": server_pub},
+                     {"name": "WG_ENDPOINT", "value": format!("{VPN_ADDR}:51820")},
+                     {"name": "WG_ADDRESS", "value": "10.64.0.2/32"}],
+             "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
+             "startupProbe": {"exec": {"command": ["sh", "-c", "ip link show tun0 | grep -q UP"]}, "periodSeconds": 1, "failureThreshold": 30},
+             "volumeMounts": [{"name": "tun", "mountPath": "/dev/net/tun"}]},
+        ],
+        "containers": [{
+            "name": "qbittorrent", "image": QBITTORRENT,
+            "env": [{"name": "PUID", "value": "1000"}, {"name": "PGID", "value": "1000"}, {"name": "WEBUI_PORT", "value": "8080"}],
+            "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+            "volumeMounts": [{"name": "config", "mountPath": "/config"}],
+        }],
+    });
+    create_pod(&ns, "qbt", json!({}), spec).await.expect("pod");
+    wait_ready(&ns, "qbt")
+        .await
+        .expect("qBittorrent Ready behind the tunnel");
+    let ip = pod_ip(&ns, "qbt").await.expect("ip");
+    let iface = qbt_api(
+        &ns,
+        "qbt",
+        "wget -q -O - http://127.0.0.1:8080/api/v2/app/preferences",
+    )
+    .await
+    .expect("preferences");
+    assert!(
+        iface.contains("\"current_network_interface\":\"tun0\""),
+        "{iface}"
+    );
+
+    // A torrent whose only tracker is on the test internet.
+    let magnet = format!(
+        "magnet:?xt=urn:btih:{}&tr={}",
+        "0123456789abcdef0123456789abcdef01234567",
+        TRACKER.replace(':', "%3A").replace('/', "%2F")
+    );
+    qbt_api(
+        &ns,
+        "qbt",
+        &format!(
+            "wget -q -O - --post-data 'urls={}' http://127.0.0.1:8080/api/v2/torrents/add",
+            magnet
+                .replace('&', "%26")
+                .replace('?', "%3F")
+                .replace('=', "%3D")
+        ),
+    )
+    .await
+    .expect("add torrent");
+    let reannounce = || {
+        qbt_api(
+            &ns,
+            "qbt",
+            "wget -q -O - --post-data 'hashes=all' http://127.0.0.1:8080/api/v2/torrents/reannounce",
+        )
+    };
+    let tracked = |src: &str| {
+        node.recorded_from("inet", src)
+            .into_iter()
+            .filter(|l| l.contains(":6969 "))
+            .count()
+    };
+    let via_tunnel = |n: usize| async move {
+        for _ in 0..60 {
+            if tracked(VPN_INET_ADDR) > n {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        false
+    };
+    assert!(
+        via_tunnel(0).await,
+        "announces reach the tracker through the tunnel"
+    );
+
+    // Break 1: the VPN provider goes away.
+    node.exec_in("vpn", &["ip", "link", "del", &dev])
+        .await
+        .expect("stop server");
+    drop(server);
+    let before = tracked(VPN_INET_ADDR);
+    for _ in 0..3 {
+        reannounce().await.expect("reannounce");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+    assert_eq!(tracked(VPN_INET_ADDR), before, "no server, no announce");
+
+    // Break 2: tun0 deleted inside the pod (the sidecar's wireguard-go
+    // exits; the kubelet restarts the sidecar, whose tunnel still has no server).
+    let _ = exec(&ns, "qbt", "wg", &["ip", "link", "del", "tun0"]).await;
+    for _ in 0..3 {
+        reannounce().await.expect("reannounce");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+
+    // The tunnel returns: announces flow through it again.
+    let _server = wg_server(&node, &dev, &server_key, &client_pub).await;
+    let mut resumed = false;
+    for _ in 0..10 {
+        reannounce().await.expect("reannounce");
+        if via_tunnel(before).await {
+            resumed = true;
+            break;
+        }
+    }
+    assert!(resumed, "announces resume through the tunnel");
+
+    // Nothing from the pod ever reached the internet outside the tunnel:
+    // not at start, not while broken.
+    assert_eq!(tracked(&ip), 0, "no announce from the pod's own address");
+    let leaked = tokio::process::Command::new("tcpdump")
+        .args(["-n", "-r", &pcap_s, &format!("src host {ip}")])
+        .output()
+        .await
+        .expect("tcpdump -r");
+    let leaked = String::from_utf8_lossy(&leaked.stdout).into_owned();
+    assert_eq!(leaked.trim(), "", "packets from the pod outside the tunnel");
+    let tunneled = tokio::process::Command::new("tcpdump")
+        .args([
+            "-n",
+            "-r",
+            &pcap_s,
+            "src host 192.0.2.1 and tcp dst port 6969",
+        ])
+        .output()
+        .await
+        .expect("tcpdump -r");
+    assert!(
+        !String::from_utf8_lossy(&tunneled.stdout).trim().is_empty(),
+        "the capture saw the tunneled announces (it works)"
+    );
 }
