@@ -64,6 +64,7 @@ node_net_down_index() {
     ip netns del "ms$i-$n" 2>/dev/null || true
   done
   ip link del "ms$i-h" 2>/dev/null || true
+  rm -f "/var/run/wireguard/ms${i}wg.sock" # a test's WireGuard server (userspace API)
 }
 
 # veth A@NS_A ADDR_A B@NS_B ADDR_B
