@@ -10,15 +10,17 @@
 #   app.tar          mediastack.local/app:1, lscr.io/linuxserver/sonarr:4.0.16,
 #                    lscr.io/linuxserver/radarr:6.0.4 a uid-1000 linuxserver-style app
 #   wgclient.tar     mediastack.local/wgclient:1      a WireGuard client (wireguard-go + wg), not gluetun
+#   fail2ban.tar     mediastack.local/fail2ban:1      Debian's fail2ban (with python3 and iptables-nft)
 #   qbittorrent.tar  mediastack.local/qbittorrent:1    Debian's qbittorrent-nox (version in the cache dir name)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${MEDIASTACK_CACHE:-$HOME/.cache/mediastack-operator}
 bbver=$(dpkg-query -W -f '${Version}' busybox-static)
 qbver=$(dpkg-query -W -f '${Version}' qbittorrent-nox)
+f2bver=$(dpkg-query -W -f '${Version}' fail2ban)
 hash=$(cat "$here"/build.sh "$here"/mkimage.py "$here"/*/*.sh | sha256sum | cut -c1-16)
-out="$cache/images/${hash}_busybox-${bbver//:/_}_qbittorrent-${qbver//:/_}"
-images=(pause busybox app wgclient qbittorrent)
+out="$cache/images/${hash}_busybox-${bbver//:/_}_qbittorrent-${qbver//:/_}_fail2ban-${f2bver//:/_}"
+images=(pause busybox app wgclient fail2ban qbittorrent)
 nb=$("$here/../controlplane/build.sh" node) # wireguard-go
 have_all() { for i in "${images[@]}"; do [ -s "$out/$i.tar" ] || return 1; done; }
 if have_all; then echo "$out"; exit 0; fi
@@ -69,6 +71,30 @@ cp "$nb/wireguard-go" "$w/usr/bin/wireguard-go"
 cp "$(command -v wg)" "$w/usr/bin/wg"
 ldd_copy "$w" "$(command -v wg)"
 mk "$w" "$out/wgclient.tar" --tag mediastack.local/wgclient:1 --entrypoint '["/wg-client"]'
+
+# fail2ban: python3 with its standard library, the fail2ban package and
+# Debian's configuration, iptables-nft with its extensions.
+f="$tmp/fail2ban"
+base "$f"
+mkdir -p "$f/usr/bin" "$f/usr/sbin" "$f/usr/lib/python3/dist-packages" "$f/etc" "$f/usr/lib/x86_64-linux-gnu"
+cp "$here/fail2ban/run.sh" "$f/run-fail2ban"
+py=$(readlink -f /usr/bin/python3)
+cp "$py" "$f/usr/bin/python3"
+ldd_copy "$f" "$py"
+cp -a "/usr/lib/$(basename "$py")" "$f/usr/lib/"
+rm -rf "$f/usr/lib/$(basename "$py")"/{test,idlelib,tkinter,ensurepip,lib2to3}
+for so in "$f/usr/lib/$(basename "$py")"/lib-dynload/*.so; do ldd_copy "$f" "$so"; done
+cp -a /usr/lib/python3/dist-packages/fail2ban "$f/usr/lib/python3/dist-packages/"
+cp -a /etc/fail2ban "$f/etc/"
+rm -f "$f"/etc/fail2ban/jail.d/* # Debian enables an sshd jail there; ours is mounted
+mkdir -p "$f/var/lib/fail2ban" "$f/run/fail2ban"
+cp /usr/bin/fail2ban-server /usr/bin/fail2ban-client "$f/usr/bin/"
+cp /usr/sbin/xtables-nft-multi "$f/usr/sbin/"
+ldd_copy "$f" /usr/sbin/xtables-nft-multi
+for t in iptables ip6tables iptables-save iptables-restore; do ln -sf xtables-nft-multi "$f/usr/sbin/$t"; done
+cp -a /usr/lib/x86_64-linux-gnu/xtables "$f/usr/lib/x86_64-linux-gnu/"
+for so in "$f"/usr/lib/x86_64-linux-gnu/xtables/*.so; do ldd_copy "$f" "$so"; done
+mk "$f" "$out/fail2ban.tar" --tag mediastack.local/fail2ban:1 --entrypoint '["/run-fail2ban"]'
 
 # qbittorrent-nox with exactly the shared libraries it links (ldd).
 q="$tmp/qbittorrent"

@@ -26,6 +26,8 @@ pub const BUSYBOX: &str = "mediastack.local/busybox:1";
 pub const QBITTORRENT: &str = "mediastack.local/qbittorrent:1";
 /// Our WireGuard client sidecar image (not gluetun, e2e/images/wgclient).
 pub const WGCLIENT: &str = "mediastack.local/wgclient:1";
+/// Debian's fail2ban (e2e/images/fail2ban), standing in for the DaemonSet's image.
+pub const FAIL2BAN: &str = "mediastack.local/fail2ban:1";
 /// How long a pod on the real node may take to become Ready.
 pub const POD_TIMEOUT: Duration = Duration::from_secs(120);
 

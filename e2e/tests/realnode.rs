@@ -892,3 +892,184 @@ async fn qbittorrent_bound_to_the_tunnel_sends_nothing_outside_it() {
         "the capture saw the tunneled announces (it works)"
     );
 }
+
+/// Traefik's JSON access log, as a stand-in: a Python HTTP server (in the
+/// fail2ban stand-in image, which has Python) that answers every request
+/// with 401 and prints one access line per request in Traefik's format (a
+/// JSON object with sorted keys, no spaces) with the real peer address.
+const ACCESS_LOG_SERVER: &str = r#"
+import http.server, json, datetime
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(401); self.send_header("Content-Length", "0"); self.end_headers()
+        host, port = self.client_address[:2]
+        print(json.dumps({"ClientAddr": f"{host}:{port}", "ClientHost": host, "DownstreamStatus": 401,
+            "RequestPath": self.path, "entryPointName": "web", "level": "info", "msg": "",
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat()},
+            sort_keys=True, separators=(",", ":")), flush=True)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("0.0.0.0", 80), H).serve_forever()
+"#;
+
+/// `curl` from the test internet to the node's port 80: the HTTP status, or
+/// None when nothing answers within 3 s.
+async fn from_internet(node: &RealNode) -> Option<String> {
+    node.exec_in(
+        "inet",
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "3",
+            "http://203.0.113.1/login",
+        ],
+    )
+    .await
+    .ok()
+}
+
+/// fail2ban really bans: the operator's rendered fail2ban pod (its
+/// ConfigMap: jail, filters and raw-table action; its DaemonSet's fail2ban
+/// container, with Debian's fail2ban as the stand-in image; without the
+/// logwatch sidecar, see below) on the real node reads a real
+/// pod log file in Traefik's access-log format; a client on the test
+/// internet that gets 401s is banned, its next connection to the node is
+/// dropped, and unbanning it lets it in again.
+#[tokio::test(flavor = "multi_thread")]
+async fn fail2ban_bans_a_test_internet_client_and_unbanning_restores_it() {
+    let Some(node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-f2b").await;
+    let stack: MediaStack = serde_yaml::from_str(
+        &std::fs::read_to_string(mediastack_e2e::repo_root().join("examples/mediastack.yaml"))
+            .expect("example"),
+    )
+    .expect("MediaStack");
+    let parent = Parent {
+        name: "home".into(),
+        namespace: ns.name.clone(),
+        owner: OwnerReference::default(),
+    };
+    let children =
+        mediastack_operator::render::fail2ban::objects(&parent, &stack.spec, &Inputs::default())
+            .expect("render");
+    assert_eq!(children.len(), 2, "ConfigMap and DaemonSet");
+    let mut config_map = serde_json::to_value(&children[0].object).expect("json");
+    config_map["metadata"]
+        .as_object_mut()
+        .expect("meta")
+        .remove("ownerReferences");
+    kubectl_stdin(
+        &["create", "-n", &ns.name, "-f", "-"],
+        &config_map.to_string(),
+    )
+    .await
+    .expect("configmap");
+    let daemon_set = serde_json::to_value(&children[1].object).expect("json");
+    let mut pod = daemon_set["spec"]["template"]["spec"].clone();
+    let pod_logs = node.state.join("pod-logs").display().to_string();
+    for v in pod["volumes"].as_array_mut().expect("volumes") {
+        match v["name"].as_str() {
+            Some("pod-logs") => v["hostPath"]["path"] = json!(pod_logs),
+            // The rendered db dir is on the node's /var/lib: not for a test.
+            Some("db") => *v = json!({"name": "db", "emptyDir": {}}),
+            _ => {}
+        }
+    }
+    for c in pod["containers"].as_array_mut().expect("containers") {
+        c["image"] = json!(mediastack_e2e::realnode::FAIL2BAN);
+        // The stand-in reads Debian's /etc/fail2ban, the rendered image /data.
+        for m in c["volumeMounts"].as_array_mut().into_iter().flatten() {
+            let path = m["mountPath"].as_str().unwrap_or_default().to_string();
+            for dir in ["jail.d/", "filter.d/", "action.d/"] {
+                if let Some(rest) = path.strip_prefix(&format!("/data/{dir}")) {
+                    m["mountPath"] = json!(format!("/etc/fail2ban/{dir}{rest}"));
+                }
+            }
+        }
+    }
+    pod["containers"][0]["command"] = json!(["/run-fail2ban"]);
+    // Not run: the rendered `logwatch` sidecar. Its `fail2ban-client reload`
+    // parses the configuration in its own container, which does not mount
+    // the jail files, so the server is left with no jail at all (seen here
+    // with Debian's fail2ban: 2 jails before, 0 after its first reload).
+    // Reported as a defect of the rendered DaemonSet; this test covers the
+    // fail2ban container, its configuration and its action.
+    pod["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .retain(|c| c["name"] != "logwatch");
+    pod["terminationGracePeriodSeconds"] = json!(1);
+
+    // "Traefik": a pod whose container log file matches the jail's glob.
+    let web = json!({
+        "hostNetwork": true, "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "traefik", "image": mediastack_e2e::realnode::FAIL2BAN,
+            "command": ["python3", "-c", ACCESS_LOG_SERVER],
+            "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1}}],
+    });
+    create_pod(&ns, "home-traefik-0", json!({}), web)
+        .await
+        .expect("web");
+    wait_ready(&ns, "home-traefik-0").await.expect("web ready");
+    create_pod(&ns, "fail2ban", json!({}), pod)
+        .await
+        .expect("fail2ban");
+    wait_ready(&ns, "fail2ban")
+        .await
+        .expect("fail2ban ready (fail2ban-client ping)");
+
+    assert_eq!(
+        from_internet(&node).await.as_deref(),
+        Some("401"),
+        "open before a ban"
+    );
+    let jail = mediastack_operator::render::fail2ban::AUTH_JAIL;
+    let banned = || async {
+        exec(
+            &ns,
+            "fail2ban",
+            "fail2ban",
+            &["fail2ban-client", "status", jail],
+        )
+        .await
+        .map(|s| s.contains(INET_ADDR))
+        .unwrap_or(false)
+    };
+    let mut is_banned = false;
+    for _ in 0..20 {
+        if banned().await {
+            is_banned = true;
+            break;
+        }
+        let _ = from_internet(&node).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        is_banned,
+        "the test internet client is banned after repeated 401s"
+    );
+    assert_eq!(
+        from_internet(&node).await,
+        None,
+        "a banned client's packets are dropped"
+    );
+
+    exec(
+        &ns,
+        "fail2ban",
+        "fail2ban",
+        &["fail2ban-client", "set", jail, "unbanip", INET_ADDR],
+    )
+    .await
+    .expect("unban");
+    assert_eq!(
+        from_internet(&node).await.as_deref(),
+        Some("401"),
+        "unbanned: let in again"
+    );
+}
