@@ -8,7 +8,7 @@
 # bridge/host-local/loopback/portmap, CoreDNS, kube-router (its NetworkPolicy
 # firewall only) and wireguard-go. From Debian, installed when missing: runc,
 # iptables, ipset, conntrack, iproute2, wireguard-tools, tcpdump,
-# busybox-static, qbittorrent-nox (for the qBittorrent stand-in image).
+# busybox-static, qbittorrent-nox and fail2ban (for the stand-in images), curl.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -20,7 +20,8 @@ bin="$cache/node/$key/bin"
 work="$cache/node/$key/src"
 want=(kubelet kube-proxy containerd ctr containerd-shim-runc-v2 bridge host-local loopback portmap coredns kube-router wireguard-go)
 debs=(runc:runc iptables:iptables ipset:ipset conntrack:conntrack ip:iproute2 wg:wireguard-tools
-  tcpdump:tcpdump busybox:busybox-static qbittorrent-nox:qbittorrent-nox python3:python3)
+  tcpdump:tcpdump busybox:busybox-static qbittorrent-nox:qbittorrent-nox python3:python3
+  fail2ban-server:fail2ban curl:curl)
 log() { echo "node: $*" >&2; }
 
 missing=()
