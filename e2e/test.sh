@@ -3,7 +3,9 @@
 # cluster tests against a real API server.
 #
 # Without KUBECONFIG this builds (once, cached outside the repo) and starts the
-# local control plane, runs the cluster tests against it and tears it down.
+# local control plane with the real node (cluster.sh --real-node; set
+# MEDIASTACK_REAL_NODE=0 for the KWOK node alone), runs the cluster tests
+# against it and tears it down.
 # With MEDIASTACK_E2E_CLUSTER=existing the cluster tests use the cluster that
 # KUBECONFIG points at (kind: see e2e/kind.sh).
 set -euo pipefail
@@ -59,8 +61,12 @@ if [ "${MEDIASTACK_E2E_CLUSTER:-local}" = existing ]; then
   step "cluster tests against \$KUBECONFIG"
   run_cluster_tests
 else
-  step "cluster tests against the local control plane"
+  # With the real node (real containers and packets, e2e/tests/realnode.rs)
+  # unless MEDIASTACK_REAL_NODE=0; it needs root.
+  node_flag=--real-node
+  if [ "${MEDIASTACK_REAL_NODE:-1}" = 0 ]; then node_flag=""; fi
+  step "cluster tests against the local control plane${node_flag:+ with the real node}"
   export -f run_cluster_tests
-  "$repo/e2e/controlplane/cluster.sh" exec -- bash -c run_cluster_tests
+  "$repo/e2e/controlplane/cluster.sh" exec $node_flag -- bash -c run_cluster_tests
 fi
 step "all tests passed"

@@ -2,6 +2,7 @@
 # Builds the local control plane (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl, etcd, kwok, helm, and promtool for the rule tests) from Go modules into a cache
 # outside the repository, keyed by version. Prints the bin directory.
+# `build.sh node` builds the real node instead (build-node.sh).
 #
 # Everything comes from the Go module proxy: k8s.io/kubernetes is consumed
 # through a wrapper module that maps each staging module (replaced by a local
@@ -12,6 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"
 
 cache=${MEDIASTACK_CACHE:-$HOME/.cache/mediastack-operator}
+if [ "${1:-}" = node ]; then exec "$here/build-node.sh"; fi
 key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_prom-${PROMETHEUS_VERSION}"
 bin="$cache/controlplane/$key/bin"
 want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm promtool)

@@ -2,11 +2,15 @@
 # A real local Kubernetes control plane without containers: etcd,
 # kube-apiserver, kube-controller-manager and kube-scheduler from build.sh,
 # plus kwok, which plays the kubelet for one fake node so pods go Running/Ready.
+# With --real-node (or MEDIASTACK_REAL_NODE=1) a second, real node joins:
+# kubelet + containerd + runc in a network namespace of its own, kube-proxy,
+# CoreDNS, kube-router's NetworkPolicy firewall and two test hosts (node.sh).
+# It is tainted mediastack.io/real-node: only pods that tolerate it run there.
 #
-#   cluster.sh up     [STATE_DIR]   start, wait until usable, install CRDs
+#   cluster.sh up     [--real-node] [STATE_DIR]   start, wait until usable, install CRDs
 #   cluster.sh down   [STATE_DIR]   stop every recorded process, remove the dir
 #   cluster.sh status [STATE_DIR]   exit 0 if up
-#   cluster.sh exec [--] CMD...     up in a fresh dir, run CMD, always down;
+#   cluster.sh exec [--real-node] [--] CMD...     up in a fresh dir, run CMD, always down;
 #                                   exits with CMD's status
 #
 # STATE_DIR defaults to ${MEDIASTACK_CACHE:-~/.cache/mediastack-operator}/clusters/local.
@@ -19,6 +23,9 @@ repo=$(cd "$here/../.." && pwd)
 cache=${MEDIASTACK_CACHE:-$HOME/.cache/mediastack-operator}
 timeout=${MEDIASTACK_UP_TIMEOUT:-90}
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+real_node=${MEDIASTACK_REAL_NODE:-0}
+# shellcheck source=node.sh
+source "$here/node.sh"
 NODE=kwok-node-0
 NODE_IP=10.0.0.1 # fake; not loopback, which Endpoints validation rejects for hostNetwork pods
 
@@ -142,9 +149,13 @@ gen_pki() {
     cd "$p"
     openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj /CN=mediastack-local-ca
     openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes.default.svc,DNS:kubernetes.default,DNS:kubernetes" \
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes.default.svc,DNS:kubernetes.default,DNS:kubernetes${2:+,IP:$2}" \
       "extendedKeyUsage=serverAuth" "keyUsage=critical,digitalSignature,keyEncipherment" >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile apiserver.ext -out apiserver.crt
+    # The API server's client certificate towards kubelets.
+    openssl req -newkey rsa:2048 -nodes -keyout kubelet-client.key -out kubelet-client.csr -subj "/O=system:masters/CN=kube-apiserver-kubelet-client"
+    printf '%s\n' "extendedKeyUsage=clientAuth" "keyUsage=critical,digitalSignature,keyEncipherment" >kubelet-client.ext
+    openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile kubelet-client.ext -out kubelet-client.crt
     openssl genrsa -out sa.key 2048
     openssl rsa -in sa.key -pubout -out sa.pub
   ) >/dev/null 2>&1 || die "openssl failed in $p"
@@ -152,6 +163,11 @@ gen_pki() {
   local token
   token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
   echo "$token,mediastack-admin,mediastack-admin,\"system:masters\"" >"$p/tokens.csv"
+  # The real node's kubelet and kube-proxy (unused without --real-node).
+  local t
+  for t in kubelet kube-proxy; do od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$p/$t.token"; done
+  echo "$(cat "$p/kubelet.token"),system:node:$NODE_REAL,system:node:$NODE_REAL,\"system:nodes\"" >>"$p/tokens.csv"
+  echo "$(cat "$p/kube-proxy.token"),system:kube-proxy,system:kube-proxy" >>"$p/tokens.csv"
   chmod 600 "$p"/*.key "$p/tokens.csv"
   # Audit writes (not reads, not node/lease heartbeats) so tests can count
   # exactly which client wrote what in their namespace.
@@ -170,14 +186,14 @@ EOF
 }
 
 write_kubeconfig() {
-  local dir=$1 port=$2 token=$3
+  local dir=$1 port=$2 token=$3 host=${4:-127.0.0.1}
   cat >"$dir/kubeconfig" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
 - name: mediastack-local
   cluster:
-    server: https://127.0.0.1:$port
+    server: https://$host:$port
     certificate-authority-data: $(base64 -w0 <"$dir/pki/ca.crt")
 users:
 - name: admin
@@ -223,11 +239,15 @@ cmd_up() {
   if [ -z "$teardown" ]; then teardown=$state own=1; fi
 
   t=$(now)
-  token=$(gen_pki "$state")
+  # With the real node, the API server listens on the host end of the node's
+  # veth (and every client uses that address), so the kubelet reaches it.
+  local api_host=127.0.0.1
+  if [ "$real_node" = 1 ]; then api_host=$(node_net_up "$state") || die "real-node network failed"; node_index=$(cat "$state/node/index"); fi
+  token=$(gen_pki "$state" "$([ "$real_node" = 1 ] && echo "$api_host")")
   local stages p_etcd p_peer p_api p_kcm p_sched p_kwok
   stages=$(kwok_stages)
   read -r p_etcd p_peer p_api p_kcm p_sched p_kwok <<<"$(free_ports 6)"
-  write_kubeconfig "$state" "$p_api" "$token"
+  write_kubeconfig "$state" "$p_api" "$token" "$api_host"
   log "pki+config $(since "$t")s"
 
   t=$(now)
@@ -241,7 +261,9 @@ cmd_up() {
   t=$(now)
   local pki=$state/pki
   start kube-apiserver "$state" --etcd-servers="http://127.0.0.1:$p_etcd" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$p_api" --cert-dir="$pki" \
+    --bind-address="$api_host" --advertise-address="$api_host" --secure-port="$p_api" --cert-dir="$pki" \
+    --kubelet-client-certificate="$pki/kubelet-client.crt" --kubelet-client-key="$pki/kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP \
     --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
     --client-ca-file="$pki/ca.crt" --token-auth-file="$pki/tokens.csv" \
     --authorization-mode=Node,RBAC --allow-privileged=true \
@@ -296,8 +318,17 @@ EOF
   fi
   log "$((${#crds[@]} / 2)) CRD file(s) established $(since "$t")s"
 
+  if [ "$real_node" = 1 ]; then
+    node_host=$api_host node_ip=${api_host%.1}.2
+    node_up "$state" "$p_api" "$(cat "$pki/kubelet.token")" "$(cat "$pki/kube-proxy.token")" "$token"
+  fi
+
   # shellcheck disable=SC2016 # $PATH is expanded when env is sourced
   printf 'export KUBECONFIG=%q\nexport PATH=%q:"$PATH"\nexport MEDIASTACK_AUDIT_LOG=%q\n' "$state/kubeconfig" "$bin" "$state/logs/audit.log" >"$state/env"
+  if [ "$real_node" = 1 ]; then
+    printf 'export MEDIASTACK_REAL_NODE=1 MEDIASTACK_REAL_NODE_INDEX=%q MEDIASTACK_REAL_NODE_STATE=%q MEDIASTACK_REAL_NODE_BIN=%q\n' \
+      "$node_index" "$state/node" "$("$here/build.sh" node)" >>"$state/env"
+  fi
   if [ $own = 1 ]; then teardown=""; fi
   log "up in $(since "$t0")s"
   echo "export KUBECONFIG=$state/kubeconfig   # or: source $state/env"
@@ -322,7 +353,7 @@ stop() {
   done
   for pid in "${pids[@]}"; do
     if ours "$pid" "$dir"; then
-      log "$pid ignored SIGTERM for 10s, sending SIGKILL"
+      log "$pid ($(basename "$(tr "\0" "\n" 2>/dev/null <"/proc/$pid/cmdline" | head -1)")) ignored SIGTERM for 10s, sending SIGKILL"
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
   done
@@ -340,10 +371,13 @@ cmd_down() {
   dir=$(cd "$dir" && pwd)
   # Refuse to rm -rf a directory this script did not create.
   if [ -n "$(ls -A "$dir")" ] && [ ! -f "$dir/.mediastack-cluster" ]; then die "$dir is not a cluster state dir"; fi
-  # Clients first, etcd last: an apiserver that loses etcd mid-shutdown hangs.
+  # The real node first (it needs nothing to stop), then clients, etcd last:
+  # an apiserver that loses etcd mid-shutdown hangs.
+  node_down "$dir"
   stop "$dir" kwok kube-scheduler kube-controller-manager
   stop "$dir" kube-apiserver
   stop "$dir" etcd
+  node_release "$dir"
   rm -rf "$dir"
   log "down: stopped $stopped process(es), removed $dir"
 }
@@ -373,6 +407,7 @@ stop_child() {
 }
 
 cmd_exec() {
+  if [ "${1:-}" = --real-node ]; then real_node=1; shift; fi
   [ "${1:-}" = -- ] && shift
   [ $# -gt 0 ] || die "usage: $0 exec [--] CMD..."
   mkdir -p "$cache/clusters"
@@ -380,6 +415,10 @@ cmd_exec() {
   teardown=$(mktemp -d "$cache/clusters/exec.XXXXXX") # EXIT trap downs it whatever happens
   cmd_up "$teardown" >/dev/null
   export KUBECONFIG=$teardown/kubeconfig PATH=$bin:$PATH MEDIASTACK_AUDIT_LOG=$teardown/logs/audit.log
+  if [ "$real_node" = 1 ]; then
+    export MEDIASTACK_REAL_NODE=1 MEDIASTACK_REAL_NODE_INDEX=$node_index MEDIASTACK_REAL_NODE_STATE=$teardown/node \
+      MEDIASTACK_REAL_NODE_BIN=$("$here/build.sh" node)
+  fi
   # CMD runs in the background so INT/TERM interrupt `wait` at once; forward
   # them as TERM (background jobs of a script ignore SIGINT).
   "$@" <&0 &
@@ -398,7 +437,9 @@ trap 'exit 143' TERM
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case $cmd in
-  up) cmd_up "${1:-$cache/clusters/local}" ;;
+  up)
+    if [ "${1:-}" = --real-node ]; then real_node=1; shift; fi
+    cmd_up "${1:-$cache/clusters/local}" ;;
   down) cmd_down "${1:-$cache/clusters/local}" ;;
   status) cmd_status "${1:-$cache/clusters/local}" ;;
   exec) cmd_exec "$@" ;;

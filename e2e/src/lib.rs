@@ -4,6 +4,7 @@
 //! Each test gets a fresh namespace that is deleted when the test ends, even
 //! when it panics. Waits poll with a timeout; there are no bare sleeps.
 
+pub mod realnode;
 pub mod stack;
 
 use std::future::Future;

@@ -5,6 +5,7 @@
 //! tools and server-side apply see no drift.
 
 pub mod dashboard;
+pub mod datatree;
 pub mod dozzle;
 pub mod fail2ban;
 #[cfg(test)]

@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::Parent;
-use super::{Child, Inputs, RenderError, dashboard, dozzle, storage};
+use super::{Child, Inputs, RenderError, dashboard, datatree, dozzle, storage};
 use crate::api::mediastack::{AppSpec, Identity, MediaStackSpec};
 use crate::catalog::{App, Health, IdentityStyle};
 
@@ -157,14 +157,18 @@ pub fn app(
     let env = merge_env(env, &app_spec.env);
 
     let (startup, liveness, readiness) = probes(app, probe_host.as_deref());
+    let image = app_spec
+        .image
+        .clone()
+        .unwrap_or_else(|| app.image.to_string());
+    // The data tree is laid out for the stack identity before the app starts.
+    let init_containers = app
+        .data
+        .is_some()
+        .then(|| vec![datatree::init_container(&image, &spec.identity)]);
     let container = Container {
         name: app.name.into(),
-        image: Some(
-            app_spec
-                .image
-                .clone()
-                .unwrap_or_else(|| app.image.to_string()),
-        ),
+        image: Some(image),
         image_pull_policy: Some("IfNotPresent".into()),
         ports: Some(vec![ContainerPort {
             name: Some(HTTP_PORT.into()),
@@ -189,6 +193,7 @@ pub fn app(
 
     let pod = PodSpec {
         containers: vec![container],
+        init_containers,
         volumes: (!volumes.is_empty()).then_some(volumes),
         security_context: Some(pod_security(app, &spec.identity)),
         service_account_name: service_account,
@@ -569,6 +574,31 @@ mod tests {
                     .all(|v| v.host_path.is_none() && v.name != "data"),
                 "{name} mounts the data volume"
             );
+        }
+    }
+
+    #[test]
+    fn every_pod_that_mounts_data_lays_out_the_data_tree_first() {
+        let mut spec = stack().spec;
+        spec.identity.uid = 1500;
+        spec.identity.gid = 1600;
+        for name in ["jellyfin", "sonarr", "radarr", "bazarr", "qbittorrent"] {
+            let objs = render_with(&spec, name, &Inputs::default());
+            let p = pod(&objs);
+            let inits = p.init_containers.clone().unwrap_or_default();
+            assert_eq!(inits.len(), 1, "{name}");
+            let init = &inits[0];
+            assert_eq!(init.name, datatree::CONTAINER_NAME, "{name}");
+            assert_eq!(
+                init.image,
+                container(&objs).image,
+                "{name}: the app's image"
+            );
+            let script = init.command.as_ref().expect("command").join(" ");
+            assert!(script.contains("chown 1500:1600"), "{name}: {script}");
+        }
+        for name in ["jellyseerr", "prowlarr", "dozzle", "dashboard"] {
+            assert_eq!(pod(&render(name)).init_containers, None, "{name}");
         }
     }
 

@@ -1,0 +1,1075 @@
+//! Real containers and real packets on the real node (`cluster.sh
+//! --real-node`; docs/real-node.md). Every test places its pods on the
+//! real node explicitly; traffic is bounded (a few connections, short
+//! timeouts) and only ever goes to the test hosts (203.0.113.10,
+//! 198.51.100.10, 192.0.2.10) inside the node's own network namespaces.
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use mediastack_e2e::realnode::{
+    BUSYBOX, INET_ADDR, QBITTORRENT, RealNode, VPN_ADDR, VPN_INET_ADDR, WGCLIENT, create_pod, exec,
+    pod_ip, sleeper, wait_ready,
+};
+use mediastack_e2e::{TestNamespace, kubectl, kubectl_stdin};
+use mediastack_operator::api::{MediaStack, MediaStackSpec, VpnGateway};
+use mediastack_operator::render::meta::Parent;
+use mediastack_operator::render::{Inputs, vpn, workload};
+use serde_json::{Value, json};
+
+/// Addresses no pod or node process may have a route to.
+const OUTSIDE: [&str; 6] = [
+    "1.1.1.1",
+    "8.8.8.8",
+    "9.9.9.9",
+    "100.64.0.1",
+    "172.16.0.1",
+    "192.168.1.1",
+];
+
+/// The routing guard, run before the data-plane tests trust the network:
+/// from the node's namespace and from inside a pod, every address outside
+/// the test ranges is unreachable (`ip route get`, which sends nothing),
+/// while the test hosts are routed.
+#[tokio::test(flavor = "multi_thread")]
+async fn routing_guard_nothing_can_reach_a_real_address() {
+    let Some(node) = RealNode::get() else { return };
+    for host in ["node", "inet", "vpn"] {
+        let default = node
+            .exec_in(host, &["ip", "route", "show", "default"])
+            .await
+            .expect("ip route");
+        assert_eq!(default.trim(), "", "{host}: no default route");
+        let default6 = node
+            .exec_in(host, &["ip", "-6", "route", "show", "default"])
+            .await
+            .expect("ip -6 route");
+        assert_eq!(default6.trim(), "", "{host}: no IPv6 default route");
+    }
+    for a in OUTSIDE {
+        let r = node.exec_in("node", &["ip", "route", "get", a]).await;
+        assert!(r.is_err(), "node: {a} must be unreachable: {r:?}");
+    }
+    node.exec_in("node", &["ip", "route", "get", INET_ADDR])
+        .await
+        .expect("the test internet is routed from the node");
+
+    let ns = TestNamespace::new("rn-guard").await;
+    create_pod(&ns, "probe", json!({}), sleeper(json!({})))
+        .await
+        .expect("pod");
+    wait_ready(&ns, "probe").await.expect("ready");
+    for a in OUTSIDE {
+        let r = exec(&ns, "probe", "main", &["ip", "route", "get", a]).await;
+        let err = format!("{r:?}");
+        assert!(
+            r.is_err() && err.contains("unreachable"),
+            "pod: {a} must be unreachable: {err}"
+        );
+    }
+    let via = exec(&ns, "probe", "main", &["ip", "route", "get", INET_ADDR])
+        .await
+        .expect("the test internet is routed from a pod");
+    assert!(via.contains("via"), "through the node: {via}");
+}
+
+/// A native sidecar (an init container with `restartPolicy: Always`) really
+/// starts first: the app container only starts after the sidecar's startup
+/// probe passed, and both containers' logs are served by the kubelet.
+#[tokio::test(flavor = "multi_thread")]
+async fn native_sidecar_starts_before_the_app_and_logs_are_served() {
+    let Some(_node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-sidecar").await;
+    let spec = json!({
+        "terminationGracePeriodSeconds": 1,
+        "volumes": [{"name": "shared", "emptyDir": {}}],
+        "initContainers": [{
+            "name": "sidecar", "image": BUSYBOX, "restartPolicy": "Always",
+            "command": ["sh", "-c", "echo sidecar starting; sleep 2; touch /shared/up; echo sidecar up; sleep 600"],
+            "startupProbe": {"exec": {"command": ["test", "-f", "/shared/up"]}, "periodSeconds": 1, "failureThreshold": 30},
+            "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+        }],
+        "containers": [{
+            "name": "app", "image": BUSYBOX,
+            "command": ["sh", "-c", "if test -f /shared/up; then echo app after sidecar; else echo app before sidecar; fi; sleep 600"],
+            "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+        }],
+    });
+    create_pod(&ns, "pod", json!({}), spec).await.expect("pod");
+    wait_ready(&ns, "pod").await.expect("ready");
+    let app = kubectl(&["logs", "-n", &ns.name, "pod", "-c", "app"])
+        .await
+        .expect("app logs");
+    assert_eq!(app.trim(), "app after sidecar");
+    let side = kubectl(&["logs", "-n", &ns.name, "pod", "-c", "sidecar"])
+        .await
+        .expect("sidecar logs");
+    assert_eq!(side.trim(), "sidecar starting\nsidecar up");
+}
+
+/// CoreDNS resolves a Service name and kube-proxy carries a connection to
+/// its ClusterIP from another pod to the backend.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_answers_another_pod_by_name() {
+    let Some(_node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-svc").await;
+    let token = format!("token-{}", ns.name);
+    let server = json!({
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": BUSYBOX,
+            "command": ["sh", "-c", format!("mkdir -p /w && echo {token} > /w/t && exec httpd -f -p 8080 -h /w")],
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}],
+    });
+    create_pod(&ns, "server", json!({"app": "server"}), server)
+        .await
+        .expect("server");
+    kubectl_stdin(
+        &["create", "-n", &ns.name, "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "server"}, "ports": [{"port": 80, "targetPort": "http"}]}})
+        .to_string(),
+    )
+    .await
+    .expect("service");
+    create_pod(&ns, "client", json!({}), sleeper(json!({})))
+        .await
+        .expect("client");
+    wait_ready(&ns, "server").await.expect("server ready");
+    wait_ready(&ns, "client").await.expect("client ready");
+
+    let name = format!("web.{}.svc.cluster.local", ns.name);
+    let cluster_ip = kubectl(&[
+        "get",
+        "svc",
+        "-n",
+        &ns.name,
+        "web",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ])
+    .await
+    .expect("clusterIP");
+    let lookup = exec(&ns, "client", "main", &["nslookup", &name])
+        .await
+        .expect("nslookup");
+    assert!(lookup.contains(&cluster_ip), "{lookup}");
+    // The Service's endpoints may lag the pod's readiness: a few tries.
+    let url = format!("http://web.{}.svc:80/t", ns.name);
+    let mut body = String::new();
+    for _ in 0..20 {
+        if let Ok(b) = exec(
+            &ns,
+            "client",
+            "main",
+            &["timeout", "3", "wget", "-q", "-O", "-", &url],
+        )
+        .await
+        {
+            body = b;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(body.trim(), token);
+}
+
+/// `wget` of `url` from `pod`: Ok(body) or the error, bounded by `timeout`
+/// (BusyBox 1.35's own `wget -T` crashes).
+async fn fetch(ns: &TestNamespace, pod: &str, url: &str) -> anyhow::Result<String> {
+    exec(
+        ns,
+        pod,
+        "main",
+        &["timeout", "3", "wget", "-q", "-O", "-", url],
+    )
+    .await
+}
+
+/// NetworkPolicies are enforced for real (kube-router's firewall): an
+/// ingress policy lets only the labelled client in, with real TCP
+/// connections; the test internet records each pod's own source address.
+#[tokio::test(flavor = "multi_thread")]
+async fn network_policies_are_enforced_and_test_hosts_tell_sources_apart() {
+    let Some(node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-netpol").await;
+    let server = json!({
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": BUSYBOX,
+            "command": ["sh", "-c", "mkdir -p /w && echo ok > /w/t && exec httpd -f -p 8080 -h /w"],
+            "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}],
+    });
+    create_pod(&ns, "server", json!({"app": "server"}), server)
+        .await
+        .expect("server");
+    for c in ["allowed", "denied"] {
+        create_pod(&ns, c, json!({"role": c}), sleeper(json!({})))
+            .await
+            .expect("client");
+    }
+    for p in ["server", "allowed", "denied"] {
+        wait_ready(&ns, p).await.expect("ready");
+    }
+    let url = format!("http://{}:8080/t", pod_ip(&ns, "server").await.expect("ip"));
+    for c in ["allowed", "denied"] {
+        assert_eq!(
+            fetch(&ns, c, &url)
+                .await
+                .expect("open before any policy")
+                .trim(),
+            "ok"
+        );
+    }
+
+    // Sources: each client's own pod IP reaches the test internet.
+    for c in ["allowed", "denied"] {
+        let hello = fetch(&ns, c, &format!("http://{INET_ADDR}/"))
+            .await
+            .expect("the test internet answers");
+        assert_eq!(hello.trim(), format!("hello from {INET_ADDR}"));
+        let ip = pod_ip(&ns, c).await.expect("ip");
+        assert_eq!(
+            node.recorded_from("inet", &ip).len(),
+            1,
+            "{c} ({ip}) recorded once by the test internet"
+        );
+    }
+
+    kubectl_stdin(
+        &["create", "-n", &ns.name, "-f", "-"],
+        &json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "only-allowed"},
+            "spec": {"podSelector": {"matchLabels": {"app": "server"}}, "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "allowed"}}}],
+                    "ports": [{"port": 8080, "protocol": "TCP"}]}]}})
+        .to_string(),
+    )
+    .await
+    .expect("policy");
+    // The firewall syncs on policy events; wait until the denied client is cut.
+    let mut cut = false;
+    for _ in 0..20 {
+        if fetch(&ns, "denied", &url).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(cut, "the policy drops the unlabelled client");
+    assert_eq!(
+        fetch(&ns, "allowed", &url)
+            .await
+            .expect("the labelled client still gets in")
+            .trim(),
+        "ok"
+    );
+}
+
+/// The kill switch's NetworkPolicy layer alone, as the operator renders it
+/// for a `custom` WireGuard gateway: from a pod it selects, UDP to the
+/// endpoint gets through (the VPN host records it) while a TCP connection
+/// to the test internet is dropped before it leaves the node (the internet
+/// records nothing from the pod). Without the policy the same connection
+/// gets through, so the check can fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
+    let Some(node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-vpnpol").await;
+    let gateway: VpnGateway = serde_json::from_value(json!({
+        "apiVersion": "mediastack.io/v1alpha1", "kind": "VpnGateway",
+        "metadata": {"name": "testvpn", "namespace": ns.name},
+        "spec": {"provider": "custom", "type": "wireguard",
+            "credentialsSecretRef": {"name": "testvpn-keys"}},
+    }))
+    .expect("gateway");
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("testvpn-keys".into()),
+            namespace: Some(ns.name.clone()),
+            ..Default::default()
+        },
+        data: Some(
+            [
+                ("privateKey", "a2V5"),
+                ("addresses", "10.64.0.2/32"),
+                ("publicKey", "a2V5"),
+                ("endpointIP", VPN_ADDR),
+                ("endpointPort", "51821"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect(),
+        ),
+        ..Default::default()
+    };
+    let resolution = vpn::resolve(Some(&gateway), Some(&secret));
+    let parent = Parent {
+        name: "home".into(),
+        namespace: ns.name.clone(),
+        owner: OwnerReference::default(),
+    };
+    let app = mediastack_operator::catalog::app("qbittorrent").expect("catalog");
+    let cluster = ["10.244.0.0/16".to_string(), "10.96.0.0/16".to_string()];
+    let child = vpn::network_policy(&parent, app, &resolution, &cluster).expect("render");
+    let mut policy = serde_json::to_value(&child.object).expect("json");
+    // Stand-alone in the test namespace: no owner (it does not exist here).
+    policy["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("ownerReferences");
+    let selector = policy["spec"]["podSelector"]["matchLabels"].clone();
+    assert!(selector.is_object(), "{policy}");
+
+    create_pod(&ns, "consumer", selector, sleeper(json!({})))
+        .await
+        .expect("pod");
+    wait_ready(&ns, "consumer").await.expect("ready");
+    let ip = pod_ip(&ns, "consumer").await.expect("ip");
+    // One UDP datagram (BusyBox's nc has no UDP; tftp sends a read
+    // request, and retries while the echo answers), bounded to 2 s.
+    let udp = |to: &'static str, port: &'static str| {
+        let ns = &ns;
+        async move {
+            exec(
+                ns,
+                "consumer",
+                "main",
+                &[
+                    "sh",
+                    "-c",
+                    &format!("timeout 2 tftp -g -r wg -l /tmp/wg {to} {port}; true"),
+                ],
+            )
+            .await
+        }
+    };
+    // Control: without the policy the pod reaches the internet directly.
+    let hello = fetch(&ns, "consumer", &format!("http://{INET_ADDR}/")).await;
+    assert!(hello.is_ok(), "no policy yet: {hello:?}");
+    assert_eq!(node.recorded_from("inet", &ip).len(), 1);
+
+    kubectl_stdin(
+        &["apply", "--server-side", "-n", &ns.name, "-f", "-"],
+        &policy.to_string(),
+    )
+    .await
+    .expect("apply policy");
+    let mut dropped = false;
+    for _ in 0..20 {
+        if fetch(&ns, "consumer", &format!("http://{INET_ADDR}/"))
+            .await
+            .is_err()
+        {
+            dropped = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(dropped, "the rendered policy drops TCP to the internet");
+    let before = node.recorded_from("inet", &ip).len();
+    assert!(
+        fetch(&ns, "consumer", &format!("http://{INET_ADDR}/"))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        node.recorded_from("inet", &ip).len(),
+        before,
+        "nothing from the pod reached the internet"
+    );
+    let sent_before = node.recorded_from("vpn", &ip).len();
+    udp(VPN_ADDR, "51821").await.expect("tftp");
+    let mut through = false;
+    for _ in 0..10 {
+        if node.recorded_from("vpn", &ip).len() > sent_before {
+            through = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(through, "UDP to the WireGuard endpoint gets through");
+    // Reported, not asserted: for a `custom` WireGuard server the rendered
+    // rule allows UDP on any port to any address outside the cluster ranges
+    // (gluetun's own firewall pins the endpoint), so UDP elsewhere passes too.
+    let udp_before = node.recorded_from("inet", &ip).len();
+    udp(INET_ADDR, "9").await.expect("tftp");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    eprintln!(
+        "rendered custom-WireGuard policy: UDP to the test internet {}",
+        if node.recorded_from("inet", &ip).len() > udp_before {
+            "passes (the rule is not pinned to the endpoint)"
+        } else {
+            "is dropped"
+        }
+    );
+}
+
+/// The operator's rendered pod for `app` with `storage.data` set to
+/// `data`, as a bare pod spec for the real node: the config claim becomes
+/// an emptyDir (the cluster's pre-made volumes are not for real pods).
+fn rendered_pod(ns: &TestNamespace, app: &str, data: Value, image: Option<&str>) -> Value {
+    let stack: MediaStack = serde_yaml::from_str(
+        &std::fs::read_to_string(mediastack_e2e::repo_root().join("examples/mediastack.yaml"))
+            .expect("example"),
+    )
+    .expect("MediaStack");
+    let mut spec: MediaStackSpec = stack.spec;
+    spec.storage.data = serde_json::from_value(data).expect("data storage");
+    let parent = Parent {
+        name: "home".into(),
+        namespace: ns.name.clone(),
+        owner: OwnerReference::default(),
+    };
+    let facts = mediastack_operator::catalog::app(app).expect("catalog");
+    let mut app_spec = spec.apps.get(app).cloned().unwrap_or_default();
+    if let Some(i) = image {
+        app_spec.image = Some(i.into());
+    }
+    let objs = workload::app(&parent, &spec, facts, &app_spec, &Inputs::default()).expect("render");
+    let mut pod = serde_json::to_value(objs.deployment.spec.template.spec).expect("pod json");
+    for v in pod["volumes"].as_array_mut().expect("volumes") {
+        if v["name"] == "config" {
+            *v = json!({"name": "config", "emptyDir": {}});
+        }
+    }
+    pod["terminationGracePeriodSeconds"] = json!(1);
+    pod
+}
+
+/// A command as the app's user `abc` (uid PUID 1000, gid PGID 1000, no
+/// further groups) in the app container, as the app itself runs.
+async fn as_identity(
+    ns: &TestNamespace,
+    pod: &str,
+    c: &str,
+    script: &str,
+) -> anyhow::Result<String> {
+    exec(ns, pod, c, &["su", "-s", "/bin/sh", "abc", "-c", script]).await
+}
+
+const WRITE_AND_LINK: &str = "set -e; echo x > /data/torrents/tv/ep.mkv; \
+    ln /data/torrents/tv/ep.mkv /data/media/tv/ep.mkv; echo y > /data/media/movies/m.mkv; \
+    stat -c '%h %u:%g' /data/media/tv/ep.mkv; stat -c '%u:%g %a' /data/torrents/movies";
+
+/// The data tree with real processes, on a `hostPath` data volume and on a
+/// claim: the operator's rendered Sonarr pod (the uid-1000 stand-in image)
+/// starts after its `data-tree` init container, the app runs as PUID 1000,
+/// and uid 1000 creates, writes and hardlinks under /data/torrents and
+/// /data/media. The same pod without the init container cannot write
+/// there (the kubelet made the tree root-owned): the defect the init
+/// container fixes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_data_tree_lets_the_uid_1000_app_write_and_hardlink() {
+    let Some(node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-data").await;
+    let base = node.state.join(format!("data-{}", ns.name));
+    std::fs::create_dir_all(&base).expect("data dir");
+    let host = base.join("host");
+    let claim_dir = base.join("claim");
+    std::fs::create_dir_all(&claim_dir).expect("claim dir");
+    // A claim bound to a volume of its own on the node.
+    let pv = format!("{}-data", ns.name);
+    kubectl_stdin(
+        &["create", "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "", "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": claim_dir.display().to_string(), "type": "Directory"}}})
+        .to_string(),
+    )
+    .await
+    .expect("pv");
+    kubectl_stdin(
+        &["create", "-n", &ns.name, "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "media"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+                "resources": {"requests": {"storage": "1Gi"}}}})
+        .to_string(),
+    )
+    .await
+    .expect("pvc");
+
+    let cases = [
+        ("host", json!({"hostPath": host.display().to_string()})),
+        ("claim", json!({"claimName": "media"})),
+    ];
+    for (name, data) in &cases {
+        let pod = rendered_pod(&ns, "sonarr", data.clone(), None);
+        assert_eq!(pod["initContainers"][0]["name"], "data-tree", "{pod}");
+        create_pod(&ns, name, json!({"case": name}), pod)
+            .await
+            .expect("pod");
+    }
+    for (name, _) in &cases {
+        wait_ready(&ns, name).await.expect("sonarr stand-in Ready");
+        let uid = exec(&ns, name, "sonarr", &["stat", "-c", "%u:%g", "/proc/1"])
+            .await
+            .expect("stat");
+        assert_eq!(uid.trim(), "1000:1000", "{name}: the app runs as PUID:PGID");
+        let out = as_identity(&ns, name, "sonarr", WRITE_AND_LINK)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: uid 1000 writes and hardlinks: {e:#}"));
+        assert_eq!(out, "2 1000:1000\n1000:1000 2775\n", "{name}");
+        let logs = kubectl(&["logs", "-n", &ns.name, name, "-c", "data-tree"])
+            .await
+            .expect("init logs");
+        assert!(logs.contains("created /data/torrents/tv"), "{name}: {logs}");
+    }
+    // The files are on the node's disk, where the volume says.
+    let linked = std::fs::metadata(host.join("media/tv/ep.mkv")).expect("hostPath file");
+    assert_eq!(std::os::unix::fs::MetadataExt::nlink(&linked), 2);
+    assert!(claim_dir.join("torrents/tv/ep.mkv").is_file());
+
+    // Without the init container: the kubelet's root-owned tree.
+    let fresh = base.join("fresh");
+    let mut pod = rendered_pod(
+        &ns,
+        "sonarr",
+        json!({"hostPath": fresh.display().to_string()}),
+        None,
+    );
+    pod.as_object_mut().expect("pod").remove("initContainers");
+    create_pod(&ns, "without", json!({}), pod)
+        .await
+        .expect("pod");
+    wait_ready(&ns, "without").await.expect("ready");
+    exec(
+        &ns,
+        "without",
+        "sonarr",
+        &["mkdir", "-p", "/data/torrents/tv", "/data/media/tv"],
+    )
+    .await
+    .expect("root makes the dirs, as the kubelet does");
+    let denied = as_identity(&ns, "without", "sonarr", WRITE_AND_LINK).await;
+    assert!(
+        format!("{denied:?}").contains("Permission denied"),
+        "without the data tree uid 1000 cannot write: {denied:?}"
+    );
+    let _ = kubectl(&["delete", "pv", &pv, "--wait=false"]).await;
+}
+
+/// qBittorrent for real (Debian's qbittorrent-nox behind the linuxserver
+/// contract, the stand-in image): the operator's rendered pod starts on the
+/// real node after its data tree, passes its probes, runs as PUID 1000,
+/// and its WebUI answers through its Service from another pod (login and
+/// API).
+#[tokio::test(flavor = "multi_thread")]
+async fn qbittorrent_webui_answers_through_its_service() {
+    let Some(node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-qbt").await;
+    let data = node.state.join(format!("data-{}", ns.name));
+    let pod = rendered_pod(
+        &ns,
+        "qbittorrent",
+        json!({"hostPath": data.display().to_string()}),
+        Some(QBITTORRENT),
+    );
+    create_pod(&ns, "qbittorrent", json!({"app": "qbittorrent"}), pod)
+        .await
+        .expect("pod");
+    kubectl_stdin(
+        &["create", "-n", &ns.name, "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "qbittorrent"},
+            "spec": {"selector": {"app": "qbittorrent"}, "ports": [{"port": 8080, "targetPort": "http"}]}})
+        .to_string(),
+    )
+    .await
+    .expect("service");
+    create_pod(&ns, "client", json!({}), sleeper(json!({})))
+        .await
+        .expect("client");
+    wait_ready(&ns, "qbittorrent")
+        .await
+        .expect("qBittorrent Ready (its probes passed)");
+    wait_ready(&ns, "client").await.expect("client");
+    let uid = exec(
+        &ns,
+        "qbittorrent",
+        "qbittorrent",
+        &["stat", "-c", "%u:%g", "/proc/1"],
+    )
+    .await
+    .expect("stat");
+    assert_eq!(uid.trim(), "1000:1000", "qbittorrent-nox runs as PUID:PGID");
+
+    let base = format!("http://qbittorrent.{}.svc:8080", ns.name);
+    let script = format!(
+        "set -e; sid=$(timeout 5 wget -S -q -O /dev/null --post-data 'username=admin&password=adminadmin' \
+         {base}/api/v2/auth/login 2>&1 | sed -n 's/.*SID=\\([^;]*\\).*/\\1/p'); \
+         test -n \"$sid\"; timeout 5 wget -q -O - --header \"Cookie: SID=$sid\" {base}/api/v2/app/version; echo; \
+         timeout 5 wget -q -O - --header \"Cookie: SID=$sid\" {base}/api/v2/app/defaultSavePath"
+    );
+    let mut out = Err(anyhow::anyhow!("not tried"));
+    for _ in 0..20 {
+        out = exec(&ns, "client", "main", &["sh", "-c", &script]).await;
+        if out.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let out = out.expect("login and API through the Service");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("v4.5.2"), "{out}");
+    let save = lines.next().unwrap_or_default();
+    eprintln!("qBittorrent default save path: {save}");
+    assert!(!save.is_empty(), "{out}");
+}
+
+/// A WireGuard key pair from `wg genkey` / `wg pubkey` on the host.
+async fn wg_keys() -> (String, String) {
+    let private = tokio::process::Command::new("wg")
+        .arg("genkey")
+        .output()
+        .await
+        .expect("wg genkey");
+    let private = String::from_utf8_lossy(&private.stdout).trim().to_string();
+    let mut child = tokio::process::Command::new("wg")
+        .arg("pubkey")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("wg pubkey");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(private.as_bytes()).await.expect("write");
+    }
+    let out = child.wait_with_output().await.expect("wg pubkey");
+    (
+        private,
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+/// The test VPN provider: a wireguard-go server in the VPN host's namespace
+/// on UDP 51820, one peer (10.64.0.2), masquerading to the internet as
+/// 192.0.2.1. Dropping the child (or `ip link del`) stops it.
+async fn wg_server(node: &RealNode, dev: &str, private: &str, peer: &str) -> tokio::process::Child {
+    // A socket left by a previous server would be taken for the new one.
+    let sock = format!("/var/run/wireguard/{dev}.sock");
+    let _ = std::fs::remove_file(&sock);
+    let child = node
+        .spawn_in("vpn", &[&node.bin("wireguard-go"), "-f", dev])
+        .expect("wireguard-go");
+    mediastack_e2e::wait_for(
+        "the WireGuard server's socket",
+        std::time::Duration::from_secs(10),
+        || {
+            let sock = sock.clone();
+            async move { Ok(std::path::Path::new(&sock).exists()) }
+        },
+    )
+    .await
+    .expect("wireguard-go started");
+    let key = node.state.join(format!("{dev}.key"));
+    std::fs::write(&key, private).expect("key");
+    let key = key.display().to_string();
+    for cmd in [
+        vec![
+            "wg",
+            "set",
+            dev,
+            "listen-port",
+            "51820",
+            "private-key",
+            &key,
+            "peer",
+            peer,
+            "allowed-ips",
+            "10.64.0.2/32",
+        ],
+        vec!["ip", "addr", "add", "10.64.0.1/24", "dev", dev],
+        vec!["ip", "link", "set", dev, "up"],
+    ] {
+        node.exec_in("vpn", &cmd)
+            .await
+            .expect("configure the server");
+    }
+    child
+}
+
+/// Runs `script` against qBittorrent's Web API from inside its pod (the
+/// WebUI lets localhost in without a login: `WebUI\LocalHostAuth=false`).
+async fn qbt_api(ns: &TestNamespace, pod: &str, script: &str) -> anyhow::Result<String> {
+    exec(ns, pod, "qbittorrent", &["sh", "-c", script]).await
+}
+
+const TRACKER: &str = "http://203.0.113.10:6969/announce";
+
+/// The layer "qBittorrent bound to the tunnel", with real processes and
+/// packets: Debian's qbittorrent-nox with `Session\Interface=tun0`, in a pod
+/// whose tunnel is our own WireGuard client sidecar (not gluetun, which
+/// cannot be built here; so no firewall inside the pod) to the test VPN
+/// provider. Its tracker announces reach the test internet only from the
+/// VPN host's address; with the WireGuard server stopped, and with tun0
+/// deleted in the pod, nothing from the pod reaches the internet (every
+/// packet the internet sees is captured with tcpdump from before the pod
+/// exists); when the server returns, announces flow through it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn qbittorrent_bound_to_the_tunnel_sends_nothing_outside_it() {
+    let Some(node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-tunnel").await;
+    let dev = format!("ms{}wg", node.index);
+    let (server_key, server_pub) = wg_keys().await;
+    let (client_key, client_pub) = wg_keys().await;
+    node.exec_in(
+        "vpn",
+        &[
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "10.64.0.0/16",
+            "-o",
+            "eth-inet",
+            "-j",
+            "MASQUERADE",
+        ],
+    )
+    .await
+    .expect("masquerade");
+    let server = wg_server(&node, &dev, &server_key, &client_pub).await;
+
+    // Every packet the internet receives, from now on (bounded).
+    let pcap = node.state.join(format!("{}.pcap", ns.name));
+    let pcap_s = pcap.display().to_string();
+    let _capture = node
+        .spawn_in(
+            "inet",
+            &[
+                "timeout", "300", "tcpdump", "-U", "-n", "-i", "any", "-c", "20000", "-w", &pcap_s,
+                "ip",
+            ],
+        )
+        .expect("tcpdump");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    let conf = "[LegalNotice]\nAccepted=true\n\n[BitTorrent]\nSession\\\\Interface=tun0\nSession\\\\InterfaceName=tun0\nSession\\\\DHTEnabled=false\nSession\\\\LSDEnabled=false\nSession\\\\PeXEnabled=false\n\n[Preferences]\nWebUI\\\\Port=8080\nWebUI\\\\LocalHostAuth=false\n";
+    let spec = json!({
+        "terminationGracePeriodSeconds": 1,
+        "volumes": [{"name": "config", "emptyDir": {}},
+                    {"name": "tun", "hostPath": {"path": "/dev/net/tun", "type": "CharDevice"}}],
+        "initContainers": [
+            {"name": "config", "image": BUSYBOX,
+             "command": ["sh", "-c", format!("mkdir -p /config/qBittorrent && printf '{conf}' > /config/qBittorrent/qBittorrent.conf")],
+             "volumeMounts": [{"name": "config", "mountPath": "/config"}]},
+            {"name": "wg", "image": WGCLIENT, "restartPolicy": "Always",
+             "env": [{"name": "WG_PRIVATE_KEY", "value": client_key},
+                     {"name": "WG_PEER_PUBLIC_KEY", "value": server_pub},
+                     {"name": "WG_ENDPOINT", "value": format!("{VPN_ADDR}:51820")},
+                     {"name": "WG_ADDRESS", "value": "10.64.0.2/32"}],
+             "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
+             "startupProbe": {"exec": {"command": ["sh", "-c", "ip link show tun0 | grep -q UP"]}, "periodSeconds": 1, "failureThreshold": 30},
+             "volumeMounts": [{"name": "tun", "mountPath": "/dev/net/tun"}]},
+        ],
+        "containers": [{
+            "name": "qbittorrent", "image": QBITTORRENT,
+            "env": [{"name": "PUID", "value": "1000"}, {"name": "PGID", "value": "1000"}, {"name": "WEBUI_PORT", "value": "8080"}],
+            "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+            "volumeMounts": [{"name": "config", "mountPath": "/config"}],
+        }],
+    });
+    create_pod(&ns, "qbt", json!({}), spec).await.expect("pod");
+    wait_ready(&ns, "qbt")
+        .await
+        .expect("qBittorrent Ready behind the tunnel");
+    let ip = pod_ip(&ns, "qbt").await.expect("ip");
+    let iface = qbt_api(
+        &ns,
+        "qbt",
+        "wget -q -O - http://127.0.0.1:8080/api/v2/app/preferences",
+    )
+    .await
+    .expect("preferences");
+    assert!(
+        iface.contains("\"current_network_interface\":\"tun0\""),
+        "{iface}"
+    );
+
+    // A torrent whose only tracker is on the test internet.
+    let magnet = format!(
+        "magnet:?xt=urn:btih:{}&tr={}",
+        "0123456789abcdef0123456789abcdef01234567",
+        TRACKER.replace(':', "%3A").replace('/', "%2F")
+    );
+    qbt_api(
+        &ns,
+        "qbt",
+        &format!(
+            "wget -q -O - --post-data 'urls={}' http://127.0.0.1:8080/api/v2/torrents/add",
+            magnet
+                .replace('&', "%26")
+                .replace('?', "%3F")
+                .replace('=', "%3D")
+        ),
+    )
+    .await
+    .expect("add torrent");
+    let reannounce = || {
+        qbt_api(
+            &ns,
+            "qbt",
+            "wget -q -O - --post-data 'hashes=all' http://127.0.0.1:8080/api/v2/torrents/reannounce",
+        )
+    };
+    let tracked = |src: &str| {
+        node.recorded_from("inet", src)
+            .into_iter()
+            .filter(|l| l.contains(":6969 "))
+            .count()
+    };
+    let via_tunnel = |n: usize| async move {
+        for _ in 0..60 {
+            if tracked(VPN_INET_ADDR) > n {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        false
+    };
+    assert!(
+        via_tunnel(0).await,
+        "announces reach the tracker through the tunnel"
+    );
+
+    // Break 1: the VPN provider goes away.
+    node.exec_in("vpn", &["ip", "link", "del", &dev])
+        .await
+        .expect("stop server");
+    drop(server);
+    let before = tracked(VPN_INET_ADDR);
+    for _ in 0..3 {
+        reannounce().await.expect("reannounce");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+    assert_eq!(tracked(VPN_INET_ADDR), before, "no server, no announce");
+
+    // Break 2: tun0 deleted inside the pod (the sidecar's wireguard-go
+    // exits; the kubelet restarts the sidecar, whose tunnel still has no server).
+    let _ = exec(&ns, "qbt", "wg", &["ip", "link", "del", "tun0"]).await;
+    for _ in 0..3 {
+        reannounce().await.expect("reannounce");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+
+    // The tunnel returns: announces flow through it again.
+    let _server = wg_server(&node, &dev, &server_key, &client_pub).await;
+    let mut resumed = false;
+    for _ in 0..10 {
+        reannounce().await.expect("reannounce");
+        if via_tunnel(before).await {
+            resumed = true;
+            break;
+        }
+    }
+    assert!(resumed, "announces resume through the tunnel");
+
+    // Nothing from the pod ever reached the internet outside the tunnel:
+    // not at start, not while broken.
+    assert_eq!(tracked(&ip), 0, "no announce from the pod's own address");
+    let leaked = tokio::process::Command::new("tcpdump")
+        .args(["-n", "-r", &pcap_s, &format!("src host {ip}")])
+        .output()
+        .await
+        .expect("tcpdump -r");
+    let leaked = String::from_utf8_lossy(&leaked.stdout).into_owned();
+    assert_eq!(leaked.trim(), "", "packets from the pod outside the tunnel");
+    let tunneled = tokio::process::Command::new("tcpdump")
+        .args([
+            "-n",
+            "-r",
+            &pcap_s,
+            "src host 192.0.2.1 and tcp dst port 6969",
+        ])
+        .output()
+        .await
+        .expect("tcpdump -r");
+    assert!(
+        !String::from_utf8_lossy(&tunneled.stdout).trim().is_empty(),
+        "the capture saw the tunneled announces (it works)"
+    );
+}
+
+/// Traefik's JSON access log, as a stand-in: a Python HTTP server (in the
+/// fail2ban stand-in image, which has Python) that answers every request
+/// with 401 and prints one access line per request in Traefik's format (a
+/// JSON object with sorted keys, no spaces) with the real peer address.
+const ACCESS_LOG_SERVER: &str = r#"
+import http.server, json, datetime
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(401); self.send_header("Content-Length", "0"); self.end_headers()
+        host, port = self.client_address[:2]
+        print(json.dumps({"ClientAddr": f"{host}:{port}", "ClientHost": host, "DownstreamStatus": 401,
+            "RequestPath": self.path, "entryPointName": "web", "level": "info", "msg": "",
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat()},
+            sort_keys=True, separators=(",", ":")), flush=True)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("0.0.0.0", 80), H).serve_forever()
+"#;
+
+/// `curl` from the test internet to the node's port 80: the HTTP status, or
+/// None when nothing answers within 3 s.
+async fn from_internet(node: &RealNode) -> Option<String> {
+    node.exec_in(
+        "inet",
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "3",
+            "http://203.0.113.1/login",
+        ],
+    )
+    .await
+    .ok()
+}
+
+/// fail2ban really bans: the operator's rendered fail2ban pod (its
+/// ConfigMap: jail, filters and raw-table action; its DaemonSet's fail2ban
+/// container, with Debian's fail2ban as the stand-in image; without the
+/// logwatch sidecar, see below) on the real node reads a real
+/// pod log file in Traefik's access-log format; a client on the test
+/// internet that gets 401s is banned, its next connection to the node is
+/// dropped, and unbanning it lets it in again.
+#[tokio::test(flavor = "multi_thread")]
+async fn fail2ban_bans_a_test_internet_client_and_unbanning_restores_it() {
+    let Some(node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-f2b").await;
+    let stack: MediaStack = serde_yaml::from_str(
+        &std::fs::read_to_string(mediastack_e2e::repo_root().join("examples/mediastack.yaml"))
+            .expect("example"),
+    )
+    .expect("MediaStack");
+    let parent = Parent {
+        name: "home".into(),
+        namespace: ns.name.clone(),
+        owner: OwnerReference::default(),
+    };
+    let children =
+        mediastack_operator::render::fail2ban::objects(&parent, &stack.spec, &Inputs::default())
+            .expect("render");
+    assert_eq!(children.len(), 2, "ConfigMap and DaemonSet");
+    let mut config_map = serde_json::to_value(&children[0].object).expect("json");
+    config_map["metadata"]
+        .as_object_mut()
+        .expect("meta")
+        .remove("ownerReferences");
+    kubectl_stdin(
+        &["create", "-n", &ns.name, "-f", "-"],
+        &config_map.to_string(),
+    )
+    .await
+    .expect("configmap");
+    let daemon_set = serde_json::to_value(&children[1].object).expect("json");
+    let mut pod = daemon_set["spec"]["template"]["spec"].clone();
+    let pod_logs = node.state.join("pod-logs").display().to_string();
+    for v in pod["volumes"].as_array_mut().expect("volumes") {
+        match v["name"].as_str() {
+            Some("pod-logs") => v["hostPath"]["path"] = json!(pod_logs),
+            // The rendered db dir is on the node's /var/lib: not for a test.
+            Some("db") => *v = json!({"name": "db", "emptyDir": {}}),
+            _ => {}
+        }
+    }
+    for c in pod["containers"].as_array_mut().expect("containers") {
+        c["image"] = json!(mediastack_e2e::realnode::FAIL2BAN);
+        // The stand-in reads Debian's /etc/fail2ban, the rendered image /data.
+        for m in c["volumeMounts"].as_array_mut().into_iter().flatten() {
+            let path = m["mountPath"].as_str().unwrap_or_default().to_string();
+            for dir in ["jail.d/", "filter.d/", "action.d/"] {
+                if let Some(rest) = path.strip_prefix(&format!("/data/{dir}")) {
+                    m["mountPath"] = json!(format!("/etc/fail2ban/{dir}{rest}"));
+                }
+            }
+        }
+    }
+    pod["containers"][0]["command"] = json!(["/run-fail2ban"]);
+    // Not run: the rendered `logwatch` sidecar. Its `fail2ban-client reload`
+    // parses the configuration in its own container, which does not mount
+    // the jail files, so the server is left with no jail at all (seen here
+    // with Debian's fail2ban: 2 jails before, 0 after its first reload).
+    // Reported as a defect of the rendered DaemonSet; this test covers the
+    // fail2ban container, its configuration and its action.
+    pod["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .retain(|c| c["name"] != "logwatch");
+    pod["terminationGracePeriodSeconds"] = json!(1);
+
+    // "Traefik": a pod whose container log file matches the jail's glob.
+    let web = json!({
+        "hostNetwork": true, "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "traefik", "image": mediastack_e2e::realnode::FAIL2BAN,
+            "command": ["python3", "-c", ACCESS_LOG_SERVER],
+            "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1}}],
+    });
+    create_pod(&ns, "home-traefik-0", json!({}), web)
+        .await
+        .expect("web");
+    wait_ready(&ns, "home-traefik-0").await.expect("web ready");
+    create_pod(&ns, "fail2ban", json!({}), pod)
+        .await
+        .expect("fail2ban");
+    wait_ready(&ns, "fail2ban")
+        .await
+        .expect("fail2ban ready (fail2ban-client ping)");
+
+    assert_eq!(
+        from_internet(&node).await.as_deref(),
+        Some("401"),
+        "open before a ban"
+    );
+    let jail = mediastack_operator::render::fail2ban::AUTH_JAIL;
+    let banned = || async {
+        exec(
+            &ns,
+            "fail2ban",
+            "fail2ban",
+            &["fail2ban-client", "status", jail],
+        )
+        .await
+        .map(|s| s.contains(INET_ADDR))
+        .unwrap_or(false)
+    };
+    let mut is_banned = false;
+    for _ in 0..20 {
+        if banned().await {
+            is_banned = true;
+            break;
+        }
+        let _ = from_internet(&node).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        is_banned,
+        "the test internet client is banned after repeated 401s"
+    );
+    assert_eq!(
+        from_internet(&node).await,
+        None,
+        "a banned client's packets are dropped"
+    );
+
+    exec(
+        &ns,
+        "fail2ban",
+        "fail2ban",
+        &["fail2ban-client", "set", jail, "unbanip", INET_ADDR],
+    )
+    .await
+    .expect("unban");
+    assert_eq!(
+        from_internet(&node).await.as_deref(),
+        Some("401"),
+        "unbanned: let in again"
+    );
+}
