@@ -10,9 +10,11 @@ pub mod vpngateway;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
 
 use crate::render::RenderError;
 use crate::runtime::metrics::Metrics;
@@ -30,6 +32,9 @@ pub struct Context {
     pub cluster_subnets: Vec<String>,
     /// Safety-net resync period after a successful reconcile.
     pub resync: Duration,
+    /// Watch cache of the VPN consumer pods (label
+    /// `mediastack.io/vpn-consumer`), for the VpnGateway's `TunnelReady`.
+    pub consumer_pods: Option<Store<Pod>>,
 }
 
 impl Context {
@@ -44,6 +49,7 @@ impl Context {
             metrics,
             cluster_subnets,
             resync: Duration::from_secs(300),
+            consumer_pods: None,
         }
     }
 }
