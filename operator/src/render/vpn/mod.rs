@@ -2,21 +2,32 @@
 //! kill switch. See `docs/vpn.md` for the design and how to verify it.
 //!
 //! The rule above all: a consumer never runs without its gluetun sidecar,
-//! and a broken VPN configuration fails closed. The kill switch has layers:
+//! and a broken VPN configuration fails closed. The kill switch has layers,
+//! each meant to hold when another fails:
 //!
-//! 1. **Start order.** gluetun is the first `initContainers` entry with
-//!    `restartPolicy: Always` (a native sidecar), so the kubelet starts the
-//!    app containers only after gluetun's startup probe passes, which needs
-//!    a working tunnel. No leak window at start; a gluetun restart (liveness)
-//!    restarts gluetun alone, in the pod's unchanged network namespace.
-//! 2. **gluetun's firewall**, pinned on: outbound only through the tunnel,
+//! 1. **Bound to the tunnel.** qBittorrent's config step
+//!    ([`CONFIG_CONTAINER`]) binds its session to [`TUNNEL_INTERFACE`].
+//! 2. **Start order and restarts.** gluetun is the first `initContainers`
+//!    entry with `restartPolicy: Always` (a native sidecar), so the kubelet
+//!    starts the app containers only after gluetun's startup probe passes,
+//!    which needs a working tunnel; the app's liveness probe fails while
+//!    gluetun's health server does not answer healthy, so the app container
+//!    is restarted rather than outliving a broken tunnel.
+//! 3. **gluetun's firewall**, pinned on: outbound only through the tunnel,
 //!    except `FIREWALL_OUTBOUND_SUBNETS` (cluster ranges + allowed subnets).
-//! 3. **A NetworkPolicy** ([`network_policy`]), enforced outside the pod.
-//! 4. **Fail closed.** When the gateway is missing or invalid
-//!    ([`VpnResolution::Unavailable`]), or the cluster ranges are unusable,
-//!    the Deployment has 0 replicas, the pod template keeps the sidecar with
-//!    the firewall on and a startup probe that never passes, the policy
-//!    denies all traffic, and the template says why in
+//! 4. **A NetworkPolicy** ([`network_policy`]), enforced outside the pod:
+//!    only the protocol's transport to the provider's port (a `custom`
+//!    server: its exact endpoint), cluster DNS and the allowed subnets.
+//! 5. **Private ranges only** bypass the tunnel (CRD rules, re-checked
+//!    here), and never a provider's documented tunnel range.
+//! 6. **Render-level fail closed** ([`ensure_sidecar`]): a VPN-only app is
+//!    never rendered without the sidecar.
+//! 7. **gluetun's own servers** (health, control) listen on loopback only.
+//! 8. **Fail closed.** When the gateway is missing or invalid
+//!    ([`VpnResolution::Unavailable`]), or a range or the endpoint is
+//!    unusable, the Deployment has 0 replicas, the pod template keeps the
+//!    sidecar with the firewall on and a startup probe that never passes,
+//!    the policy denies all traffic, and the template says why in
 //!    `mediastack.io/vpn-blocked`.
 //!
 //! Credentials reach gluetun as `secretKeyRef` environment variables, never
@@ -205,7 +216,7 @@ fn usable(raw: &[String], tunnel: &[Cidr]) -> (Vec<Cidr>, Option<&'static str>) 
 ///
 /// Also, for the consumer's own container: a liveness probe that fails when
 /// gluetun's health server does not answer healthy
-/// ([`sidecar::consumer_liveness_probe`]); for qBittorrent the config step
+/// (`sidecar::consumer_liveness_probe`); for qBittorrent the config step
 /// ([`CONFIG_CONTAINER`], right after gluetun) that binds its session to
 /// [`TUNNEL_INTERFACE`]. `monitoring`: the stack's exporter logs in over
 /// loopback (qBittorrent's localhost bypass is turned on, as it is for
@@ -302,15 +313,14 @@ pub fn ensure_sidecar(app: &App, deployment: &Deployment) -> Result<(), RenderEr
     }
 }
 
-/// The consumer pod's NetworkPolicy `<stack>-<app>-vpn`, the second layer of
+/// The consumer pod's NetworkPolicy `<stack>-<app>-vpn`, the backstop of
 /// the kill switch (enforced by the CNI, outside the pod):
 ///
-/// - egress: the VPN transport (UDP 51820 for providers whose WireGuard
-///   servers all use it, else UDP, or UDP and TCP for OpenVPN) to any
-///   address except the cluster ranges and private/link-local ranges (all
-///   providers' servers are public; a `custom` server may be private, so
-///   only link-local is excluded for it); DNS to kube-dns (UDP/TCP 53); the
-///   allowed subnets;
+/// - egress: the VPN transport, UDP to one port: a `custom` server's exact
+///   `spec.endpoint`; else the provider's WireGuard or OpenVPN UDP port
+///   (gluetun's defaults) to public IPv4 addresses (the cluster and
+///   private ranges cut out); no IPv6 unless configured (an IPv6 endpoint
+///   or allowed subnet); DNS to kube-dns (UDP/TCP 53); the allowed subnets;
 /// - ingress: the input ports (`spec.inputPorts`, else the web UI port) from
 ///   pods of the namespace and the allowed subnets; the exporter port from
 ///   any namespace;

@@ -1,6 +1,6 @@
-//! The consumer pod's NetworkPolicy: the kill switch's second layer,
-//! enforced by the CNI outside the pod, so it holds even if gluetun's
-//! firewall inside the pod is gone.
+//! The consumer pod's NetworkPolicy: the kill switch's backstop, enforced
+//! by the CNI outside the pod, so it holds even if gluetun's firewall
+//! inside the pod is gone.
 
 use std::collections::BTreeMap;
 
