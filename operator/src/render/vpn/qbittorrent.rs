@@ -40,56 +40,120 @@ pub const TEMP_PATH: &str = "/data/torrents/incomplete/";
 const IMAGE_SAVE_PATH: &str = "/downloads/";
 const IMAGE_TEMP_PATH: &str = "/downloads/incomplete/";
 
-/// One setting: section, key, value, and the values it may replace
-/// (`None`: always written; `Some(list)`: only an absent or empty value or
-/// one of `list`).
+/// How a setting is written.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Always; appended to its section when missing.
+    Set,
+    /// Only over an empty value or `old` (the image's default); appended
+    /// when missing.
+    Default { old: &'static str },
+    /// A legacy key qBittorrent migrates into the one above at its first
+    /// start: replaced when present (always), never added.
+    Legacy,
+    /// A legacy key, replaced only over an empty value or `old`, never added.
+    LegacyDefault { old: &'static str },
+}
+
+/// One setting: section, key, value, how it is written.
 struct Setting {
     section: &'static str,
     key: &'static str,
     value: &'static str,
-    replaces: Option<&'static str>,
+    mode: Mode,
+}
+
+const fn setting(
+    section: &'static str,
+    key: &'static str,
+    value: &'static str,
+    mode: Mode,
+) -> Setting {
+    Setting {
+        section,
+        key,
+        value,
+        mode,
+    }
 }
 
 fn settings(localhost_auth: bool) -> Vec<Setting> {
     let mut out = vec![
-        Setting {
-            section: "BitTorrent",
-            key: r"Session\Interface",
-            value: TUNNEL_INTERFACE,
-            replaces: None,
-        },
-        Setting {
-            section: "BitTorrent",
-            key: r"Session\InterfaceName",
-            value: TUNNEL_INTERFACE,
-            replaces: None,
-        },
-        Setting {
-            section: "BitTorrent",
-            key: r"Session\InterfaceAddress",
-            value: "",
-            replaces: None,
-        },
-        Setting {
-            section: "BitTorrent",
-            key: r"Session\DefaultSavePath",
-            value: SAVE_PATH,
-            replaces: Some(IMAGE_SAVE_PATH),
-        },
-        Setting {
-            section: "BitTorrent",
-            key: r"Session\TempPath",
-            value: TEMP_PATH,
-            replaces: Some(IMAGE_TEMP_PATH),
-        },
+        setting(
+            "BitTorrent",
+            r"Session\Interface",
+            TUNNEL_INTERFACE,
+            Mode::Set,
+        ),
+        setting(
+            "BitTorrent",
+            r"Session\InterfaceName",
+            TUNNEL_INTERFACE,
+            Mode::Set,
+        ),
+        setting("BitTorrent", r"Session\InterfaceAddress", "", Mode::Set),
+        setting(
+            "BitTorrent",
+            r"Session\DefaultSavePath",
+            SAVE_PATH,
+            Mode::Default {
+                old: IMAGE_SAVE_PATH,
+            },
+        ),
+        setting(
+            "BitTorrent",
+            r"Session\TempPath",
+            TEMP_PATH,
+            Mode::Default {
+                old: IMAGE_TEMP_PATH,
+            },
+        ),
+        // The linuxserver image's defaults file still has the pre-4.4 keys
+        // (`Preferences/Downloads/SavePath`, ...), which qBittorrent moves
+        // over the new ones at its first start: they get the same values,
+        // so the migration cannot undo the binding or the paths.
+        setting(
+            "Preferences",
+            r"Connection\Interface",
+            TUNNEL_INTERFACE,
+            Mode::Legacy,
+        ),
+        setting(
+            "Preferences",
+            r"Connection\InterfaceName",
+            TUNNEL_INTERFACE,
+            Mode::Legacy,
+        ),
+        setting(
+            "Preferences",
+            r"Connection\InterfaceAddress",
+            "",
+            Mode::Legacy,
+        ),
+        setting(
+            "Preferences",
+            r"Downloads\SavePath",
+            SAVE_PATH,
+            Mode::LegacyDefault {
+                old: IMAGE_SAVE_PATH,
+            },
+        ),
+        setting(
+            "Preferences",
+            r"Downloads\TempPath",
+            TEMP_PATH,
+            Mode::LegacyDefault {
+                old: IMAGE_TEMP_PATH,
+            },
+        ),
     ];
     if localhost_auth {
-        out.push(Setting {
-            section: "Preferences",
-            key: r"WebUI\LocalHostAuth",
-            value: "false",
-            replaces: None,
-        });
+        out.push(setting(
+            "Preferences",
+            r"WebUI\LocalHostAuth",
+            "false",
+            Mode::Set,
+        ));
     }
     out
 }
@@ -99,17 +163,22 @@ fn settings(localhost_auth: bool) -> Vec<Setting> {
 fn settings_env(localhost_auth: bool) -> String {
     settings(localhost_auth)
         .iter()
-        .map(|s| match s.replaces {
-            None => format!("set\t{}\t{}\t{}\n", s.section, s.key, s.value),
-            Some(old) => format!("default\t{}\t{}\t{}\t{old}\n", s.section, s.key, s.value),
+        .map(|s| {
+            let (mode, old) = match s.mode {
+                Mode::Set => ("set", ""),
+                Mode::Default { old } => ("default", old),
+                Mode::Legacy => ("legacy", ""),
+                Mode::LegacyDefault { old } => ("legacydefault", old),
+            };
+            format!("{mode}\t{}\t{}\t{}\t{old}\n", s.section, s.key, s.value)
         })
         .collect()
 }
 
 /// Rewrites the INI file: in each section, a listed key's line is replaced
-/// (mode `set`, or mode `default` while the value is empty or the image's),
-/// a listed key the section lacks is appended to it, a missing section is
-/// appended with its keys. Every other line is kept as it is. The
+/// (modes `set` and `legacy` always, `default` and `legacydefault` while the
+/// value is empty or the image's), a listed `set`/`default` key the section
+/// lacks is appended to it, a missing section is appended with its keys. Every other line is kept as it is. The
 /// settings come through the environment (`ENVIRON`, not `awk -v`, which
 /// would eat the backslashes of the key names). Creates the
 /// file from the image's defaults on a fresh volume, as the image's own
@@ -134,7 +203,7 @@ BEGIN {
 function flush(s,   j, k) {
   for (j = 1; j <= m; j++) {
     k = order[j]
-    if (sec[k] == s && !(k in done)) { print name[k] "=" want[k]; done[k] = 1 }
+    if (sec[k] == s && !(k in done) && mode[k] !~ /^legacy/) { print name[k] "=" want[k]; done[k] = 1 }
   }
 }
 /^\[.*\]$/ { flush(cur); cur = substr($0, 2, length($0) - 2); seen[cur] = 1; print; next }
@@ -145,7 +214,7 @@ function flush(s,   j, k) {
     if ((k in want) && !(k in done)) {
       v = substr($0, eq + 1)
       done[k] = 1
-      if (mode[k] == "set" || v == "" || v == old[k]) { print name[k] "=" want[k] } else { print }
+      if (mode[k] == "set" || mode[k] == "legacy" || v == "" || v == old[k]) { print name[k] "=" want[k] } else { print }
       next
     }
   }
@@ -154,8 +223,8 @@ function flush(s,   j, k) {
 END {
   flush(cur)
   for (j = 1; j <= m; j++) {
-    s = sec[order[j]]
-    if (!(s in seen)) { print ""; print "[" s "]"; seen[s] = 1; flush(s) }
+    k = order[j]; s = sec[k]
+    if (!(s in seen) && mode[k] !~ /^legacy/) { print ""; print "[" s "]"; seen[s] = 1; flush(s) }
   }
 }' "$conf" > "$conf.new"
 mv "$conf.new" "$conf"

@@ -319,11 +319,13 @@ fn qbittorrent_is_bound_to_the_tunnel_with_monitoring_on_or_off() {
             .and_then(|e| e.value.clone())
             .expect("settings");
         for line in [
-            "set\tBitTorrent\tSession\\Interface\ttun0\n",
-            "set\tBitTorrent\tSession\\InterfaceName\ttun0\n",
-            "set\tBitTorrent\tSession\\InterfaceAddress\t\n",
+            "set\tBitTorrent\tSession\\Interface\ttun0\t\n",
+            "set\tBitTorrent\tSession\\InterfaceName\ttun0\t\n",
+            "set\tBitTorrent\tSession\\InterfaceAddress\t\t\n",
             "default\tBitTorrent\tSession\\DefaultSavePath\t/data/torrents/\t/downloads/\n",
             "default\tBitTorrent\tSession\\TempPath\t/data/torrents/incomplete/\t/downloads/incomplete/\n",
+            "legacy\tPreferences\tConnection\\Interface\ttun0\t\n",
+            "legacydefault\tPreferences\tDownloads\\SavePath\t/data/torrents/\t/downloads/\n",
         ] {
             assert!(settings.contains(line), "{line:?} in {settings:?}");
         }
@@ -393,7 +395,13 @@ fn shells() -> Vec<Vec<&'static str>> {
 
 #[test]
 fn the_config_step_binds_the_session_and_keeps_the_users_choices() {
-    // The linuxserver image's defaults (the parts that matter here).
+    // The linuxserver image's /defaults/qBittorrent.conf (pre-4.4 keys,
+    // which qBittorrent migrates at its first start).
+    let image_file = "[AutoRun]\nenabled=false\nprogram=\n\n[LegalNotice]\nAccepted=true\n\n\
+         [Preferences]\nConnection\\UPnP=false\nConnection\\PortRangeMin=6881\n\
+         Downloads\\SavePath=/downloads/\nDownloads\\TempPath=/downloads/incomplete/\n\
+         WebUI\\Address=*\nWebUI\\ServerDomains=*\n";
+    // A file qBittorrent 5 has written (new keys, image defaults kept).
     let image_default = "[BitTorrent]\nSession\\DefaultSavePath=/downloads/\nSession\\Port=6881\n\
          Session\\TempPath=/downloads/incomplete/\n\n[LegalNotice]\nAccepted=true\n\n\
          [Preferences]\nWebUI\\Address=*\nWebUI\\ServerDomains=*\n";
@@ -401,8 +409,28 @@ fn the_config_step_binds_the_session_and_keeps_the_users_choices() {
     let user = "[BitTorrent]\nSession\\DefaultSavePath=/data/torrents/films/\n\
          Session\\Interface=eth0\nSession\\InterfaceName=eth0\n\
          Session\\InterfaceAddress=10.42.0.7\nSession\\TempPath=/data/torrents/tmp/\n\n\
-         [Preferences]\nWebUI\\LocalHostAuth=true\nWebUI\\Port=8080\n";
+         [Preferences]\nConnection\\Interface=eth0\nDownloads\\SavePath=/data/torrents/films/\n\
+         WebUI\\LocalHostAuth=true\nWebUI\\Port=8080\n";
     for shell in shells() {
+        let out = run_config_step(Some(image_file), false, &shell);
+        for line in [
+            "[BitTorrent]",
+            "Session\\Interface=tun0",
+            "Session\\DefaultSavePath=/data/torrents/",
+            "Downloads\\SavePath=/data/torrents/",
+            "Downloads\\TempPath=/data/torrents/incomplete/",
+            "Connection\\UPnP=false",
+            "WebUI\\ServerDomains=*",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "{shell:?}: {line} in\n{out}"
+            );
+        }
+        // Legacy keys are only rewritten, never added.
+        assert!(!out.contains("Connection\\Interface"), "{out}");
+        assert!(!out.contains("/downloads/"), "{out}");
+
         let out = run_config_step(Some(image_default), false, &shell);
         for line in [
             "Session\\Interface=tun0",
@@ -442,6 +470,8 @@ fn the_config_step_binds_the_session_and_keeps_the_users_choices() {
             "Session\\TempPath=/data/torrents/tmp/",
             "WebUI\\LocalHostAuth=false",
             "WebUI\\Port=8080",
+            "Connection\\Interface=tun0",
+            "Downloads\\SavePath=/data/torrents/films/",
         ] {
             assert!(
                 out.lines().any(|l| l == line),
