@@ -18,3 +18,18 @@ cd "$repo"
 # -shellcheck= : run-step scripts are checked only when shellcheck is installed.
 "$bin/actionlint" -shellcheck= .github/workflows/*.yml
 echo "actionlint: $(ls .github/workflows/*.yml | wc -l) workflow(s) OK"
+
+# The release step that points the packaged chart at the pushed image works on
+# the chart as it is (checked on a copy, rendered with helm when it is on PATH).
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cp -r charts/mediastack-operator "$tmp/chart"
+e2e/release-values.sh ghcr.io/example/mediastack-operator "$tmp/chart" >/dev/null
+if command -v helm >/dev/null; then
+  helm template x "$tmp/chart" --show-only templates/deployment.yaml |
+    grep -q 'image: "\{0,1\}ghcr.io/example/mediastack-operator:' || {
+    echo "release-values: the rendered Deployment does not use the released image" >&2
+    exit 1
+  }
+fi
+echo "release-values: packaged chart defaults to the released image"

@@ -32,6 +32,8 @@ export MEDIASTACK_REQUIRE_TOOLS=1
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The release and kind workflows (actionlint, built once and cached).
+"$repo/e2e/lint-workflows.sh"
 
 step "unit, snapshot and render tests"
 cargo test --workspace --exclude mediastack-e2e --locked

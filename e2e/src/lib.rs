@@ -327,6 +327,25 @@ impl Operator {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process, if it runs here.
+    pub fn signal(&self, signal: &str) {
+        let Some(pid) = self.child.as_ref().and_then(|c| c.id()) else {
+            return;
+        };
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// Whether the process has exited (it runs here and is gone).
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
+
     /// Kills the process (as a crash would) and waits for it to exit.
     pub async fn kill(&mut self) {
         if let Some(c) = self.child.as_mut() {
@@ -464,6 +483,37 @@ pub fn audited_writes(ns: &str) -> Option<Vec<String>> {
                     r["resource"].as_str().unwrap_or(""),
                     sub,
                     r["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Write requests in the local control plane's audit log whose user agent
+/// contains `agent`, as `(time, "verb resource/name")`; `None` without an
+/// audit log (e.g. kind).
+pub fn audited_writes_by(agent: &str) -> Option<Vec<(String, String)>> {
+    let path = std::env::var_os("MEDIASTACK_AUDIT_LOG")?;
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["stage"] == "ResponseComplete")
+            .filter(|e| e["userAgent"].as_str().unwrap_or("").contains(agent))
+            .map(|e| {
+                let r = &e["objectRef"];
+                (
+                    e["requestReceivedTimestamp"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    format!(
+                        "{} {}/{} -> {}",
+                        e["verb"].as_str().unwrap_or(""),
+                        r["resource"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or(""),
+                        e["responseStatus"]["code"]
+                    ),
                 )
             })
             .collect(),

@@ -51,8 +51,17 @@ pub async fn example_stack(ns: &TestNamespace) {
 
 /// A fresh namespace with an operator and the example stack, once it is Ready.
 pub async fn ready_example_stack(prefix: &str) -> (TestNamespace, Operator, MediaStack) {
+    ready_example_stack_with(prefix, &[]).await
+}
+
+/// Like [`ready_example_stack`], the operator started with `extra` flags
+/// (e.g. the admin policy's `--allow-fail2ban`).
+pub async fn ready_example_stack_with(
+    prefix: &str,
+    extra: &[&str],
+) -> (TestNamespace, Operator, MediaStack) {
     let ns = TestNamespace::new(prefix).await;
-    let op = Operator::start(&ns).await;
+    let op = Operator::start_with(&ns, extra).await;
     example_stack(&ns).await;
     let stack = wait_condition::<MediaStack>(&ns, "home", "Ready", "True", None).await;
     (ns, op, stack)

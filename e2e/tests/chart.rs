@@ -301,7 +301,12 @@ async fn operator_account_can_do_its_work(
         tunnel_token_ready: true,
         ..Default::default()
     };
-    let rendered = stack::render(&stack, &parent, &inputs).expect("render the example stack");
+    let mut rendered = stack::render(&stack, &parent, &inputs).expect("render the example stack");
+    // As the reconciler does: bind the chart's fixed node-reader role.
+    stack::bind_fixed_cluster_role(
+        &mut rendered.cluster_children,
+        &format!("{release}-mediastack-operator-node-reader"),
+    );
     let mut children: Vec<Child> = rendered.children.clone();
     children.extend(rendered.cluster_children.iter().cloned());
     let kinds: BTreeSet<String> = children.iter().map(|c| c.api.kind.clone()).collect();
@@ -310,7 +315,7 @@ async fn operator_account_can_do_its_work(
         "Service",
         "Role",
         "RoleBinding",
-        "ClusterRole",
+        "ClusterRoleBinding",
     ] {
         assert!(
             kinds.contains(kind),
@@ -769,4 +774,477 @@ fn cell(s: &str) -> String {
         .map(escape)
         .collect::<Vec<_>>()
         .join("<br>")
+}
+
+// Least privilege: every rule the chart grants, in both RBAC layouts, is on
+// this list with the reason it is needed. A new rule fails the test until it
+// is listed (and reviewed); the cluster tests run the operator as this
+// ServiceAccount, so a missing one fails them.
+
+/// `(apiGroup, resource, verbs, why)`. Verbs not listed are not allowed.
+const RBAC_ALLOWLIST: &[(&str, &str, &[&str], &str)] = &[
+    (
+        "mediastack.io",
+        "mediastacks",
+        &["get", "list", "watch"],
+        "the primary resource",
+    ),
+    (
+        "mediastack.io",
+        "vpngateways",
+        &["get", "list", "watch"],
+        "the primary resource",
+    ),
+    (
+        "mediastack.io",
+        "ingressroutes",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "primary resource, and children of a MediaStack (its app routes)",
+    ),
+    (
+        "mediastack.io",
+        "mediastacks/status",
+        &["get", "patch", "update"],
+        "status conditions",
+    ),
+    (
+        "mediastack.io",
+        "vpngateways/status",
+        &["get", "patch", "update"],
+        "status conditions",
+    ),
+    (
+        "mediastack.io",
+        "ingressroutes/status",
+        &["get", "patch", "update"],
+        "status conditions",
+    ),
+    (
+        "apps",
+        "deployments",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "app workloads (server-side apply, prune)",
+    ),
+    (
+        "apps",
+        "daemonsets",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "fail2ban (when the policy allows it)",
+    ),
+    (
+        "",
+        "services",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "app Services",
+    ),
+    (
+        "",
+        "persistentvolumeclaims",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "config/data claims (delete only with deleteWithApp, kept otherwise)",
+    ),
+    (
+        "",
+        "configmaps",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "dashboard, Traefik, fail2ban, Grafana configuration",
+    ),
+    (
+        "",
+        "serviceaccounts",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "Dozzle's and Traefik's ServiceAccounts",
+    ),
+    (
+        "networking.k8s.io",
+        "networkpolicies",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "VPN kill switch",
+    ),
+    (
+        "traefik.io",
+        "ingressroutes",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "routes to Traefik",
+    ),
+    (
+        "traefik.io",
+        "middlewares",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "allow-lists, auth, headers",
+    ),
+    (
+        "monitoring.coreos.com",
+        "servicemonitors",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "monitoring",
+    ),
+    (
+        "monitoring.coreos.com",
+        "prometheusrules",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "alert rules",
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "roles",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "Dozzle's and Traefik's namespaced Roles",
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "bindings of those Roles",
+    ),
+    (
+        "",
+        "secrets",
+        &["get", "list", "watch", "create", "patch"],
+        "read credentials; create generated API keys once, add keys (never update or delete)",
+    ),
+    ("", "events", &["create", "patch"], "Events (core API)"),
+    ("events.k8s.io", "events", &["create", "patch"], "Events"),
+    (
+        "",
+        "pods",
+        &["get", "list", "watch"],
+        "held to create Dozzle's Role (escalation check)",
+    ),
+    (
+        "",
+        "pods/log",
+        &["get"],
+        "held to create Dozzle's Role (escalation check)",
+    ),
+    (
+        "metrics.k8s.io",
+        "pods",
+        &["get", "list"],
+        "held to create Dozzle's Role (escalation check)",
+    ),
+    (
+        "discovery.k8s.io",
+        "endpointslices",
+        &["list", "watch"],
+        "held to create Traefik's Role",
+    ),
+    (
+        "traefik.io",
+        "ingressroutetcps",
+        &["get", "list", "watch"],
+        "held to create Traefik's Role",
+    ),
+    (
+        "traefik.io",
+        "ingressrouteudps",
+        &["get", "list", "watch"],
+        "held to create Traefik's Role",
+    ),
+    (
+        "traefik.io",
+        "middlewaretcps",
+        &["get", "list", "watch"],
+        "held to create Traefik's Role",
+    ),
+    (
+        "traefik.io",
+        "serverstransports",
+        &["get", "list", "watch"],
+        "held to create Traefik's Role",
+    ),
+    (
+        "traefik.io",
+        "serverstransporttcps",
+        &["get", "list", "watch"],
+        "held to create Traefik's Role",
+    ),
+    (
+        "traefik.io",
+        "tlsoptions",
+        &["get", "list", "watch"],
+        "held to create Traefik's Role",
+    ),
+    (
+        "traefik.io",
+        "tlsstores",
+        &["get", "list", "watch"],
+        "held to create Traefik's Role",
+    ),
+    (
+        "traefik.io",
+        "traefikservices",
+        &["get", "list", "watch"],
+        "held to create Traefik's Role",
+    ),
+    (
+        "",
+        "nodes",
+        &["get", "list", "watch"],
+        "pod ranges (podCIDRs) for the VPN bypass; the node-reader role Dozzle is bound to",
+    ),
+    (
+        "networking.k8s.io",
+        "servicecidrs",
+        &["get", "list", "watch"],
+        "service ranges for the VPN bypass",
+    ),
+    (
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        &["get", "list", "watch"],
+        "whether Traefik / prometheus-operator CRDs are installed",
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+        "bind the fixed node-reader role to Dozzle (cluster-scoped: nodes)",
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        &["bind"],
+        "bind only the chart's node-reader role (resourceNames)",
+    ),
+    (
+        "coordination.k8s.io",
+        "leases",
+        &["create", "get", "update", "patch"],
+        "leader election (get/update/patch limited to the chart's Lease)",
+    ),
+];
+
+/// Every `(kind, group, resource, verb, resourceNames)` the chart grants.
+fn granted(yaml: &str) -> Vec<(String, String, String, String, Vec<String>)> {
+    let mut out = Vec::new();
+    for doc in documents(yaml) {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        if kind != "Role" && kind != "ClusterRole" {
+            continue;
+        }
+        for rule in doc["rules"].as_sequence().into_iter().flatten() {
+            let strs = |k: &str| -> Vec<String> {
+                rule[k]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            };
+            for g in strs("apiGroups") {
+                for r in strs("resources") {
+                    for v in strs("verbs") {
+                        out.push((kind.clone(), g.clone(), r.clone(), v, strs("resourceNames")));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn chart_rbac_grants_only_the_allowlist() {
+    for (layout, extra) in [
+        ("all namespaces", &[][..]),
+        ("watchNamespace", &["--set", "watchNamespace=media"][..]),
+    ] {
+        let yaml = template(
+            "mediastack-operator",
+            "mediastack-system",
+            &[extra, &["--show-only", "templates/rbac.yaml"]].concat(),
+        );
+        let rules = granted(&yaml);
+        assert!(rules.len() > 20, "{layout}: rules found: {}", rules.len());
+        let mut outside = Vec::new();
+        for (kind, group, resource, verb, names) in &rules {
+            let listed = RBAC_ALLOWLIST.iter().any(|(g, r, verbs, _)| {
+                g == group && r == resource && verbs.contains(&verb.as_str())
+            });
+            if !listed {
+                outside.push(format!("{kind}: {verb} {group}/{resource}"));
+            }
+            // Hard limits, whatever the list says.
+            let forbidden = verb == "*"
+                || resource == "*"
+                || group == "*"
+                || verb == "escalate"
+                || verb == "impersonate"
+                || resource == "pods/exec"
+                || resource == "pods/attach"
+                || (resource == "nodes" && !["get", "list", "watch"].contains(&verb.as_str()))
+                || (resource == "clusterroles" && verb != "bind")
+                || (resource == "clusterroles"
+                    && names != &["mediastack-operator-node-reader".to_string()]);
+            assert!(
+                !forbidden,
+                "{layout}: {kind} grants {verb} {group}/{resource} {names:?}"
+            );
+            if resource == "leases" && verb != "create" {
+                assert_eq!(
+                    names,
+                    &vec!["mediastack-operator".to_string()],
+                    "{layout}: lease {verb}"
+                );
+            }
+            // watchNamespace: namespaced permissions come from a Role there only.
+            if *layout == *"watchNamespace" && kind == "ClusterRole" {
+                let cluster_scoped = [
+                    "nodes",
+                    "servicecidrs",
+                    "customresourcedefinitions",
+                    "clusterrolebindings",
+                    "clusterroles",
+                ];
+                assert!(
+                    cluster_scoped.contains(&resource.as_str()),
+                    "{layout}: namespaced {group}/{resource} granted cluster-wide"
+                );
+            }
+        }
+        assert!(
+            outside.is_empty(),
+            "{layout}: rules outside the allowlist: {outside:#?}"
+        );
+    }
+}
+
+/// Deletes the test's admission policy and binding on drop.
+struct AdmissionPolicy(String);
+
+impl Drop for AdmissionPolicy {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kubectl")
+            .args([
+                "delete",
+                "validatingadmissionpolicy,validatingadmissionpolicybinding",
+                &self.0,
+                "--ignore-not-found",
+                "--wait=false",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_admission_policy_makes_kubectl_apply_fail_with_the_reason() {
+    let ns = TestNamespace::new("chart-vap").await;
+    // Bound to this test's namespace only: the other tests run beside it.
+    let selector = format!(
+        r#"policy.admission.namespaceSelector={{"matchLabels":{{"kubernetes.io/metadata.name":"{}"}}}}"#,
+        ns.name
+    );
+    let manifest = template(
+        &ns.name,
+        &ns.name,
+        &[
+            "--set-json",
+            &selector,
+            "--set-json",
+            r#"policy.allowedImages=["lscr.io/linuxserver/","jellyfin/jellyfin"]"#,
+            "--show-only",
+            "templates/admission-policy.yaml",
+        ],
+    );
+    let name = format!("{}-mediastack-operator-policy", ns.name);
+    let _cleanup = AdmissionPolicy(name.clone());
+    kubectl_stdin(&["apply", "-f", "-"], &manifest)
+        .await
+        .expect("the API server accepts the ValidatingAdmissionPolicy");
+
+    let stack = |patch: Value| {
+        let text =
+            std::fs::read_to_string(repo_root().join("examples/mediastack.yaml")).expect("example");
+        let mut doc: Value = serde_yaml::from_str(&text).expect("YAML");
+        doc["metadata"]["namespace"] = ns.name.clone().into();
+        if let (Some(spec), Some(p)) = (doc["spec"].as_object_mut(), patch.as_object()) {
+            for (k, v) in p {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+        doc.to_string()
+    };
+    let apply = |doc: String| async move {
+        kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &doc).await
+    };
+    let home = stack(serde_json::json!({"storage": {"data": {"hostPath": "/home/me/media"}}}));
+    // The policy takes effect once the API server has loaded it.
+    wait_for("the admission policy denies", TIMEOUT, || {
+        let home = home.clone();
+        async move { Ok(apply(home).await.is_err()) }
+    })
+    .await
+    .expect("policy active");
+    let cases = [
+        (
+            home,
+            vec![
+                "spec.storage.data.hostPath",
+                "/home/me/media",
+                "policy.allowedHostPaths",
+            ],
+        ),
+        (
+            stack(serde_json::json!({"security": {"fail2ban": {"enabled": true}}})),
+            vec!["spec.security.fail2ban.enabled", "policy.allowFail2ban"],
+        ),
+        (
+            stack(
+                serde_json::json!({"apps": {"radarr": {"env": [{"name": "DOCKER_MODS", "value": "x"}]}}}),
+            ),
+            vec!["spec.apps.radarr.env", "DOCKER_MODS", "policy.allowedEnv"],
+        ),
+        (
+            stack(serde_json::json!({"apps": {"sonarr": {"image": "evil.example/sonarr:4"}}})),
+            vec!["spec.apps.sonarr.image", "policy.allowedImages"],
+        ),
+    ];
+    for (doc, needles) in cases {
+        let err = apply(doc).await.expect_err("denied at admission");
+        let text = format!("{err:#}");
+        assert!(text.contains(&name), "names the policy: {text}");
+        for n in needles {
+            assert!(text.contains(n), "{n} in: {text}");
+        }
+    }
+    // What the policy allows passes: the example, and allowed overrides.
+    apply(stack(serde_json::json!({})))
+        .await
+        .expect("the example is allowed");
+    apply(stack(serde_json::json!({"apps": {"sonarr": {"image": "lscr.io/linuxserver/sonarr:4.0.17"}, "jellyfin": {"image": "jellyfin/jellyfin:10.11.6"}}})))
+        .await
+        .expect("allowed repositories pass");
 }

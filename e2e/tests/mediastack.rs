@@ -104,14 +104,23 @@ async fn disabling_an_app_keeps_its_config_and_deleting_the_stack_collects_every
         "other apps untouched"
     );
 
+    let cluster_binding: Api<ClusterRoleBinding> = Api::all(ns.client.clone());
+    let binding = cluster_binding
+        .get(&format!("mediastack:{}:home:dozzle", ns.name))
+        .await
+        .expect("Dozzle reads nodes through a ClusterRoleBinding");
+    assert_eq!(
+        binding.role_ref.name, "mediastack-operator-node-reader",
+        "bound to the chart's fixed ClusterRole (the operator writes none)"
+    );
     let cluster_role: Api<ClusterRole> = Api::all(ns.client.clone());
     assert!(
         cluster_role
             .get_opt(&format!("mediastack:{}:home:dozzle", ns.name))
             .await
             .expect("read")
-            .is_some(),
-        "Dozzle reads nodes through a ClusterRole"
+            .is_none(),
+        "no per-stack ClusterRole"
     );
     stacks
         .delete("home", &DeleteParams::foreground())
@@ -131,17 +140,14 @@ async fn disabling_an_app_keeps_its_config_and_deleting_the_stack_collects_every
     )
     .await
     .expect("children collected");
-    // Dozzle's ClusterRole and binding cannot be owned by the stack: the
-    // operator sweeps them once the stack is gone.
-    let roles: Api<ClusterRole> = Api::all(ns.client.clone());
+    // Dozzle's ClusterRoleBinding cannot be owned by the stack: the
+    // operator sweeps it once the stack is gone.
     let bindings: Api<ClusterRoleBinding> = Api::all(ns.client.clone());
     let name = format!("mediastack:{}:home:dozzle", ns.name);
     wait_for(
         "Dozzle's cluster RBAC removed",
         Duration::from_secs(60),
-        || async {
-            Ok(roles.get_opt(&name).await?.is_none() && bindings.get_opt(&name).await?.is_none())
-        },
+        || async { Ok(bindings.get_opt(&name).await?.is_none()) },
     )
     .await
     .expect("cluster-scoped children swept");

@@ -8,6 +8,7 @@
 #[allow(clippy::duplicated_attributes)]
 pub mod api;
 pub mod catalog;
+pub mod policy;
 pub mod reconcile;
 pub mod render;
 pub mod runtime;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
+use mediastack_operator::policy::Policy;
 use mediastack_operator::runtime::{self, LeaderElection, Settings};
 
 #[derive(Parser)]
@@ -19,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (what is committed under crds/).
     Crd,
     /// Print the version.
@@ -56,6 +57,69 @@ struct RunArgs {
     /// Lease duration in seconds.
     #[arg(long, env = "MEDIASTACK_LEASE_SECONDS", default_value_t = 15)]
     lease_seconds: u64,
+    /// The fixed ClusterRole (shipped by the chart) granting node read, which
+    /// Dozzle's ClusterRoleBinding refers to; the operator never writes ClusterRoles.
+    #[arg(
+        long,
+        env = "MEDIASTACK_NODE_READER_ROLE",
+        default_value = "mediastack-operator-node-reader"
+    )]
+    node_reader_role: String,
+    #[command(flatten)]
+    policy: PolicyArgs,
+}
+
+/// The admin policy (docs/security.md). Lists replace the defaults when given.
+#[derive(Args, Default)]
+struct PolicyArgs {
+    /// Directories `storage.data.hostPath` may be (or be under), comma-separated.
+    /// Default: /srv,/mnt,/media,/data,/var/mnt.
+    #[arg(long, env = "MEDIASTACK_ALLOWED_HOST_PATHS", value_delimiter = ',')]
+    allowed_host_path: Vec<String>,
+    /// Let stacks run fail2ban (hostNetwork, NET_ADMIN; needs --allow-host-network too).
+    #[arg(long, env = "MEDIASTACK_ALLOW_FAIL2BAN", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allow_fail2ban: bool,
+    /// Let pods use the node's network namespace.
+    #[arg(long, env = "MEDIASTACK_ALLOW_HOST_NETWORK", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allow_host_network: bool,
+    /// Let pods bind node ports (the managed Traefik's port 80).
+    #[arg(long, env = "MEDIASTACK_ALLOW_HOST_PORTS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allow_host_ports: bool,
+    /// Image repositories (or prefixes ending in `/`, or `*`) image overrides
+    /// may name, comma-separated. Default: the repositories of the built-in images.
+    #[arg(long, env = "MEDIASTACK_ALLOWED_IMAGES", value_delimiter = ',')]
+    allowed_image: Vec<String>,
+    /// Env names refused in apps' env, comma-separated. Default: DOCKER_MODS,
+    /// PUID, PGID, LD_PRELOAD, LD_AUDIT, LD_LIBRARY_PATH, NODE_OPTIONS,
+    /// PYTHONSTARTUP, PYTHONPATH, S6_CMD_ARG0.
+    #[arg(long, env = "MEDIASTACK_REFUSED_ENV", value_delimiter = ',')]
+    refused_env: Vec<String>,
+    /// Env names taken out of the refused list, comma-separated.
+    #[arg(long, env = "MEDIASTACK_ALLOWED_ENV", value_delimiter = ',')]
+    allow_env: Vec<String>,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> Policy {
+        let d = Policy::default();
+        let or = |given: &[String], default: Vec<String>| {
+            let given: Vec<String> = given
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if given.is_empty() { default } else { given }
+        };
+        Policy {
+            host_path_prefixes: or(&self.allowed_host_path, d.host_path_prefixes),
+            allow_fail2ban: self.allow_fail2ban,
+            allow_host_ports: self.allow_host_ports,
+            allow_host_network: self.allow_host_network,
+            allowed_images: or(&self.allowed_image, d.allowed_images),
+            refused_env: or(&self.refused_env, d.refused_env),
+            allowed_env: or(&self.allow_env, Vec::new()),
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,7 +139,7 @@ fn main() -> std::process::ExitCode {
             println!("{}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS
         }
-        Some(Command::Run(args)) => run(args),
+        Some(Command::Run(args)) => run(*args),
         None => run(RunArgs::parse_from(["run"])),
     }
 }
@@ -118,6 +182,8 @@ fn run(args: RunArgs) -> std::process::ExitCode {
         cluster_subnets: args.cluster_subnets,
         leader_election,
         resync: std::time::Duration::from_secs(args.resync_seconds),
+        policy: args.policy.policy(),
+        node_reader_role: args.node_reader_role.clone(),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -35,6 +35,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* The fixed ClusterRole granting node read that the operator binds for Dozzle. */}}
+{{- define "mediastack-operator.nodeReaderRole" -}}
+{{- printf "%s-node-reader" (include "mediastack-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "mediastack-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
@@ -129,9 +134,15 @@ watchNamespace.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
-# Dozzle's ClusterRole and ClusterRoleBinding (it reads nodes; nodes are
-# granted above, which the escalation check requires).
+# Dozzle reads nodes: the operator binds the chart's fixed node-reader
+# ClusterRole (templates/rbac.yaml) to each stack's Dozzle ServiceAccount. It
+# writes ClusterRoleBindings only, and may bind only that one role (bind
+# with resourceNames); it never writes ClusterRoles.
 - apiGroups: ["rbac.authorization.k8s.io"]
-  resources: ["clusterroles", "clusterrolebindings"]
+  resources: ["clusterrolebindings"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterroles"]
+  resourceNames: [{{ include "mediastack-operator.nodeReaderRole" . | quote }}]
+  verbs: ["bind"]
 {{- end }}

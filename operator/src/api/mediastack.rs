@@ -9,6 +9,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::SecretRef;
+use super::ingressroute::RouteAuth;
 
 /// A complete self-hosted media stack: the apps, their shared storage and
 /// identity, the domains they are served on, the edge (Traefik, Cloudflare
@@ -143,8 +144,17 @@ pub struct Storage {
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.storageClassName) || has(self.size)"
 ).message("storage.data.storageClassName only applies with size (a claim the operator creates)"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.hostPath) || !self.hostPath.matches('(^|/)[.][.]?(/|$)')"
+).message("storage.data.hostPath must not contain '.' or '..' segments").field_path(".hostPath"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.hostPath) || !(self.hostPath in ['/', '/var', '/var/lib', '/usr', '/home']) && !['/etc', '/proc', '/sys', '/dev', '/run', '/var/run', '/root', '/boot', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/usr/bin', '/usr/sbin', '/usr/lib', '/var/lib/kubelet', '/var/lib/containerd', '/var/lib/docker', '/var/lib/etcd', '/var/lib/rancher', '/var/log', '/etc/kubernetes'].exists(p, self.hostPath == p || self.hostPath.startsWith(p + '/'))"
+).message("storage.data.hostPath must not be a system directory (/, /etc, /proc, /sys, /dev, /run, /var/run, /root, /boot, /var/lib/kubelet, /var/lib/containerd, /var/log and the like) or below one").field_path(".hostPath"))]
 pub struct DataStorage {
-    /// An absolute directory on the node (single-node clusters).
+    /// An absolute directory on the node (single-node clusters). The cluster
+    /// admin's policy limits it to allowed prefixes (default `/srv`, `/mnt`,
+    /// `/media`, `/data`, `/var/mnt`); system directories and `..` segments
+    /// are rejected at admission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^/([^/\x00]+/?)*$"), length(max = 4096))]
     pub host_path: Option<String>,
@@ -170,8 +180,11 @@ pub struct ConfigStorage {
     /// StorageClass of the config claims; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
-    /// Delete an app's config claim when the app is disabled. Off by default:
-    /// config is user data.
+    /// Make the config claims disposable: delete an app's claim when the app
+    /// is disabled, and all of them when the MediaStack is deleted (they are
+    /// then owned by it). Off by default: config is user data, kept (label
+    /// `mediastack.io/keep`, no owner) and adopted again by a stack re-created
+    /// under the same name.
     #[serde(default)]
     pub delete_with_app: bool,
 }
@@ -233,6 +246,9 @@ impl Default for Domain {
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.qbittorrent) || (has(self.qbittorrent.enabled) && !self.qbittorrent.enabled) || has(self.qbittorrent.vpn)"
 ).message("apps.qbittorrent.vpn.gatewayRef is required: qBittorrent only runs behind a VpnGateway"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.dozzle) || !has(self.dozzle.expose) || !has(self.dozzle.expose.allowAnonymous) || !self.dozzle.expose.allowAnonymous || !has(self.dozzle.expose.public) || !self.dozzle.expose.public"
+).message("apps.dozzle.expose.public needs a login: Dozzle shows every log of the namespace; drop allowAnonymous (a login is generated) or set expose.auth"))]
 pub struct Apps {
     /// Jellyfin media server (port 8096).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -305,6 +321,9 @@ impl Default for AppSpec {
 /// Exposure of an app's web UI.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.allowAnonymous) || !self.allowAnonymous || !has(self.auth)"
+).message("expose.allowAnonymous and expose.auth exclude each other"))]
 pub struct Expose {
     /// Serve the app at `<app>.<domain.local>` (or `host`). On by default.
     #[serde(default = "default_true")]
@@ -321,6 +340,17 @@ pub struct Expose {
         )
     )]
     pub host: Option<String>,
+    /// Login in front of the app: Traefik basic auth from a Secret
+    /// (`basicAuthSecretRef`, htpasswd `users` or a `kubernetes.io/basic-auth`
+    /// Secret) or forward auth (`forwardAuth.address`). Without it, a public
+    /// app sets the MediaStack's `Insecure` condition, and Dozzle gets a
+    /// generated login (Secret `<stack>-dozzle-auth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RouteAuth>,
+    /// Dozzle only: serve it on the LAN without the generated login (sets
+    /// `Insecure`). Refused together with `public` or `auth`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_anonymous: bool,
 }
 
 impl Default for Expose {
@@ -329,6 +359,8 @@ impl Default for Expose {
             enabled: true,
             public: false,
             host: None,
+            auth: None,
+            allow_anonymous: false,
         }
     }
 }
@@ -424,7 +456,9 @@ pub struct Security {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Fail2ban {
-    /// Run fail2ban. Defaults to on when Traefik is managed.
+    /// Run fail2ban. Unset: on when Traefik is managed and the admin policy
+    /// allows fail2ban and hostNetwork (off with the default policy); true
+    /// where the policy refuses it stalls the stack (`NotAllowed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// fail2ban image.
@@ -444,6 +478,26 @@ pub struct Fail2ban {
     #[schemars(length(max = 32), inner(length(min = 1, max = 43)))]
     #[serde(rename = "ignoreCIDRs")]
     pub ignore_cidrs: Vec<String>,
+    /// Also ban at Cloudflare's edge through its API (fail2ban's
+    /// `cloudflare-token` action): the only ban that reaches tunnel
+    /// visitors, whose packets never enter the node. Off when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudflare: Option<CloudflareBan>,
+}
+
+/// fail2ban's Cloudflare ban action: an IP access rule (`mode: block`) per
+/// ban in the zone, removed on unban.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudflareBan {
+    /// Zone ID (32 hex digits, from the zone's overview page).
+    #[schemars(regex(pattern = r"^[0-9a-f]{32}$"))]
+    #[serde(rename = "zoneID")]
+    pub zone_id: String,
+    /// Secret with an API token (permission Zone > Firewall Services > Edit)
+    /// under `apiToken`; passed to fail2ban as an environment variable, never
+    /// written into its configuration.
+    pub token_secret_ref: SecretRef,
 }
 
 impl Default for Fail2ban {
@@ -454,6 +508,7 @@ impl Default for Fail2ban {
             auth_jail: Jail::auth(),
             botsearch_jail: Jail::botsearch(),
             ignore_cidrs: Vec::new(),
+            cloudflare: None,
         }
     }
 }
@@ -509,6 +564,41 @@ pub struct Monitoring {
     /// Label that makes the Grafana sidecar load the dashboard ConfigMaps.
     #[serde(default = "default_dashboard_label")]
     pub dashboard_label: BTreeMap<String, String>,
+    /// Pods allowed to scrape metrics ports that a NetworkPolicy guards
+    /// (cloudflared's, which also serves pprof): pods matching `podSelector`
+    /// in namespaces matching `namespaceSelector`. Default: pods labelled
+    /// `app.kubernetes.io/name: prometheus` (prometheus-operator's label) in
+    /// any namespace.
+    #[serde(default)]
+    pub scrape_from: ScrapeFrom,
+}
+
+/// Pods (by label) in namespaces (by label) that may scrape.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScrapeFrom {
+    /// Labels of the namespaces; empty means every namespace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespace_selector: BTreeMap<String, String>,
+    /// Labels of the scraping pods; empty means every pod of those namespaces.
+    #[serde(default = "default_scraper_labels")]
+    pub pod_selector: BTreeMap<String, String>,
+}
+
+fn default_scraper_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        "app.kubernetes.io/name".to_string(),
+        "prometheus".to_string(),
+    )])
+}
+
+impl Default for ScrapeFrom {
+    fn default() -> Self {
+        Self {
+            namespace_selector: BTreeMap::new(),
+            pod_selector: default_scraper_labels(),
+        }
+    }
 }
 
 fn default_interval() -> String {
@@ -525,6 +615,7 @@ impl Default for Monitoring {
             service_monitor_labels: BTreeMap::new(),
             interval: default_interval(),
             dashboard_label: default_dashboard_label(),
+            scrape_from: ScrapeFrom::default(),
         }
     }
 }
@@ -536,7 +627,9 @@ pub struct MediaStackStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling`, `Stalled` (kstatus) and `MonitoringReady`.
+    /// `Ready`, `Reconciling`, `Stalled` (kstatus), `MonitoringReady`, and
+    /// `Insecure` naming the apps served without a login (public apps without
+    /// `expose.auth`, Dozzle with `allowAnonymous`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

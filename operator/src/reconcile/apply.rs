@@ -46,9 +46,14 @@ pub async fn apply(client: &Client, child: &Child) -> Result<bool, Error> {
     let desired = serde_json::to_value(&child.object)
         .map_err(|e| Error::Render(crate::render::RenderError::Serialize(e)))?;
     if let Some(live) = live {
+        let owned = owned_fields(&live);
         let live = serde_json::to_value(&live)
             .map_err(|e| Error::Render(crate::render::RenderError::Serialize(e)))?;
-        if is_subset(&desired, &live) {
+        // Skip only when nothing would change: every desired value is live,
+        // and every field the operator applied before is still desired (a
+        // field dropped from the render, e.g. a route's `auth`, is removed
+        // by the next apply).
+        if is_subset(&desired, &live) && owned.as_ref().is_none_or(|o| still_desired(o, &desired)) {
             return Ok(false);
         }
     }
@@ -80,6 +85,38 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
         (Value::Null, _) => true,
         (d, l) => d == l,
     }
+}
+
+/// The fields the operator's field manager applied to `obj` (FieldsV1).
+fn owned_fields(obj: &DynamicObject) -> Option<Value> {
+    obj.metadata
+        .managed_fields
+        .as_ref()?
+        .iter()
+        .find(|m| {
+            m.manager.as_deref() == Some(FIELD_MANAGER)
+                && m.operation.as_deref() == Some("Apply")
+                && m.subresource.is_none()
+        })
+        .and_then(|m| m.fields_v1.as_ref())
+        .map(|f| f.0.clone())
+}
+
+/// Whether every map field in `owned` (FieldsV1: `f:<name>` keys) is set in
+/// `desired`. List items (`k:`, `v:`, `i:` keys) are not followed: lists
+/// are compared whole by [`is_subset`].
+pub fn still_desired(owned: &Value, desired: &Value) -> bool {
+    let Value::Object(owned) = owned else {
+        return true;
+    };
+    owned.iter().all(|(key, sub)| match key.strip_prefix("f:") {
+        Some(name) => match desired.get(name) {
+            None | Some(Value::Null) => false,
+            Some(d @ Value::Object(_)) => still_desired(sub, d),
+            Some(_) => true,
+        },
+        None => true,
+    })
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -186,6 +223,17 @@ pub async fn ensure_secret(
     secret: &GeneratedSecret,
     owner: &OwnerReference,
 ) -> Result<bool, Error> {
+    ensure_secret_of_type(client, ns, secret, owner, "Opaque").await
+}
+
+/// [`ensure_secret`] for a Secret of `type_` (e.g. `kubernetes.io/basic-auth`).
+pub async fn ensure_secret_of_type(
+    client: &Client,
+    ns: &str,
+    secret: &GeneratedSecret,
+    owner: &OwnerReference,
+    type_: &str,
+) -> Result<bool, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let existing = api
         .get_opt(&secret.name)
@@ -248,7 +296,7 @@ pub async fn ensure_secret(
             ..Default::default()
         },
         data: Some(data),
-        type_: Some("Opaque".into()),
+        type_: Some(type_.into()),
         ..Default::default()
     };
     match api
@@ -304,6 +352,29 @@ mod tests {
             &json!({})
         ));
         assert!(!is_subset(&json!({"a": {"b": 1}}), &json!({})));
+    }
+
+    #[test]
+    fn a_field_the_operator_applied_and_no_longer_renders_is_not_desired() {
+        let owned = json!({"f:metadata": {"f:labels": {"f:a": {}}},
+            "f:spec": {"f:host": {}, "f:auth": {"f:basicAuthSecretRef": {"f:name": {}}},
+                       "f:ports": {"k:{\"port\":80}": {".": {}, "f:port": {}}}}});
+        let desired = json!({"metadata": {"labels": {"a": "x"}},
+            "spec": {"host": "h", "auth": {"basicAuthSecretRef": {"name": "s"}}, "ports": [{"port": 80}]}});
+        assert!(still_desired(&owned, &desired));
+        // `auth` dropped from the render: the next apply must remove it.
+        let dropped = json!({"metadata": {"labels": {"a": "x"}},
+            "spec": {"host": "h", "ports": [{"port": 80}]}});
+        assert!(!still_desired(&owned, &dropped));
+        // A nested field dropped.
+        let nested = json!({"metadata": {"labels": {"a": "x"}},
+            "spec": {"host": "h", "auth": {}, "ports": [{"port": 80}]}});
+        assert!(!still_desired(&owned, &nested));
+        // Empty values the operator sends stay desired (no endless re-apply).
+        assert!(still_desired(
+            &json!({"f:spec": {"f:ports": {}, "f:flag": {}}}),
+            &json!({"spec": {"ports": [], "flag": false}})
+        ));
     }
 
     #[test]

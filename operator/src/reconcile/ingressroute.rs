@@ -204,6 +204,33 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
             ),
         ));
     }
+    // A basic-auth Secret that is missing or unusable: Traefik refuses the
+    // route's requests until it is fixed (fail closed), so say why.
+    if problem.is_none()
+        && let Some(secret) = route
+            .spec
+            .auth
+            .as_ref()
+            .and_then(|a| a.basic_auth_secret_ref.as_ref())
+    {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let found = secrets
+            .get_opt(&secret.name)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("Secret/{}", secret.name),
+                source,
+            })?;
+        if !usable_basic_auth(found.as_ref()) {
+            problem = Some((
+                "AuthSecretNotFound",
+                format!(
+                    "auth.basicAuthSecretRef: Secret {} does not exist in namespace {ns} or has                      neither an htpasswd `users` key nor (type kubernetes.io/basic-auth)                      `username` and `password`; Traefik refuses the route's requests until it does",
+                    secret.name
+                ),
+            ));
+        }
+    }
     // Conditions are keyed by type: all warnings go into one `Insecure`,
     // with the first reason and every message.
     let warnings = route::warnings(&route, &rctx);
@@ -218,6 +245,25 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
     finish(&route, &ctx, hosts, urls, problem, extra).await
 }
 
+/// Whether Traefik's basicAuth can read users from `secret`: an htpasswd
+/// `users` key, or a `kubernetes.io/basic-auth` Secret with both keys.
+fn usable_basic_auth(secret: Option<&Secret>) -> bool {
+    let Some(secret) = secret else {
+        return false;
+    };
+    let has = |k: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .is_some_and(|v| !v.0.is_empty())
+    };
+    has("users")
+        || (secret.type_.as_deref() == Some("kubernetes.io/basic-auth")
+            && has("username")
+            && has("password"))
+}
+
 async fn finish(
     route: &IngressRoute,
     ctx: &Context,
@@ -228,8 +274,8 @@ async fn finish(
 ) -> Result<Action, Error> {
     let mut conds = match &problem {
         // A missing Service is expected to resolve by itself (apps start later): not stalled.
-        Some(("ServiceNotFound", m)) => {
-            status::kstatus(false, None, Some(("ServiceNotFound", m.as_str())))
+        Some((r @ ("ServiceNotFound" | "AuthSecretNotFound"), m)) => {
+            status::kstatus(false, None, Some((r, m.as_str())))
         }
         Some((r, m)) => status::kstatus(false, Some((r, m.as_str())), None),
         None => status::kstatus(true, None, None),
@@ -256,10 +302,14 @@ async fn finish(
         && old.hosts == new.hosts
         && old.urls == new.urls)
     {
-        for c in conds
-            .iter()
-            .filter(|c| (c.type_ == "Stalled" || c.type_ == "Insecure") && c.status)
-        {
+        // A missing auth Secret is not stalled (it may be created next) but
+        // is the user's to fix: it gets its Warning too.
+        for c in conds.iter().filter(|c| {
+            c.status
+                && (c.type_ == "Stalled"
+                    || c.type_ == "Insecure"
+                    || (c.type_ == "Reconciling" && c.reason == "AuthSecretNotFound"))
+        }) {
             if !status::was_true(&old.conditions, c.type_, &c.reason) {
                 publish(ctx, route, EventType::Warning, &c.reason, c.message.clone()).await;
             }

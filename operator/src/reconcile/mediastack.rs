@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Node, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, ServiceCIDR};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, ListParams};
 use kube::core::GroupVersionKind;
@@ -24,7 +24,7 @@ use super::{Context, Error, apply};
 use crate::api::mediastack::AppStatus;
 use crate::api::{IngressRoute, MediaStack, MediaStackStatus, VpnGateway};
 use crate::render::meta::{MANAGER, Parent, STACK_LABEL};
-use crate::render::{Inputs, stack, vpn};
+use crate::render::{Inputs, route, stack, storage, vpn};
 
 /// Name of the prometheus-operator CRD whose presence turns monitoring on.
 pub const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
@@ -72,11 +72,60 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
         )
         .await;
     }
+    // 2. The admin policy: a refused request renders nothing new, so what
+    // runs keeps running unchanged.
+    let mut refusals = ctx.policy.check(&stack.spec);
+    // The gluetun image of a gateway runs in this stack's pods.
+    let gateways: Api<VpnGateway> = Api::namespaced(client.clone(), &ns);
+    let mut seen = BTreeSet::new();
+    for (_, app_spec) in stack.spec.apps.enabled() {
+        let Some(att) = &app_spec.vpn else { continue };
+        if !seen.insert(att.gateway_ref.clone()) {
+            continue;
+        }
+        if let Some(gw) = get_opt(&gateways, &att.gateway_ref).await?
+            && let Some(r) = ctx.policy.check_image(
+                &format!("VpnGateway {} spec.image", att.gateway_ref),
+                &gw.spec.image,
+            )
+        {
+            refusals.push(r);
+        }
+    }
+    if !refusals.is_empty() {
+        let stall = Stall {
+            reason: "NotAllowed",
+            message: refusals
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        return finish(
+            &stack,
+            &ctx,
+            &parent,
+            &ready_deploy,
+            Vec::new(),
+            Some(stall),
+            false,
+            0,
+        )
+        .await;
+    }
+    let effective = {
+        let mut s = stack.as_ref().clone();
+        s.spec = ctx.policy.effective(&stack.spec);
+        s
+    };
     let inputs = gather_inputs(&stack, &ctx, &parent, &ready_deploy).await?;
 
-    // 2. Render (pure).
-    let rendered = match stack::render(&stack, &parent, &inputs) {
-        Ok(r) => r,
+    // 3. Render (pure).
+    let rendered = match stack::render(&effective, &parent, &inputs) {
+        Ok(mut r) => {
+            stack::bind_fixed_cluster_role(&mut r.cluster_children, &ctx.node_reader_role);
+            r
+        }
         Err(e) => {
             let stall = Stall {
                 reason: "InvalidSpec",
@@ -96,10 +145,38 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
         }
     };
 
-    // 3. Apply: generated Secrets first (create once), then children; then prune.
+    // 4. Claims hold user data: adopt only this stack's own (by name, so a
+    // re-created stack gets its config back), never another's or the user's.
+    if let Some(stall) = check_claims(&ctx, &ns, &parent, &rendered.children).await? {
+        return finish(
+            &stack,
+            &ctx,
+            &parent,
+            &ready_deploy,
+            Vec::new(),
+            Some(stall),
+            inputs.monitoring_crds,
+            0,
+        )
+        .await;
+    }
+
+    // 5. Apply: generated Secrets first (create once), then children; then prune.
     let mut writes = 0;
     for secret in &rendered.generated_secrets {
         writes += usize::from(apply::ensure_secret(client, &ns, secret, &parent.owner).await?);
+    }
+    for secret in &rendered.login_secrets {
+        writes += usize::from(
+            apply::ensure_secret_of_type(
+                client,
+                &ns,
+                secret,
+                &parent.owner,
+                "kubernetes.io/basic-auth",
+            )
+            .await?,
+        );
     }
     let mut keep = BTreeSet::new();
     for child in &rendered.children {
@@ -154,6 +231,35 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
         writes,
     )
     .await
+}
+
+/// A claim the stack would apply that already exists and is not its own
+/// (see [`storage::claim_conflict`]): reported as `Stalled`/`ClaimConflict`.
+async fn check_claims(
+    ctx: &Context,
+    ns: &str,
+    parent: &Parent,
+    children: &[crate::render::Child],
+) -> Result<Option<Stall>, Error> {
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+    let mut conflicts = Vec::new();
+    for child in children
+        .iter()
+        .filter(|c| c.api.kind == "PersistentVolumeClaim")
+    {
+        let Some(name) = child.object.metadata.name.as_deref() else {
+            continue;
+        };
+        if let Some(live) = get_opt(&pvcs, name).await?
+            && let Some(why) = storage::claim_conflict(parent, &live)
+        {
+            conflicts.push(why);
+        }
+    }
+    Ok((!conflicts.is_empty()).then(|| Stall {
+        reason: "ClaimConflict",
+        message: conflicts.join("; "),
+    }))
 }
 
 /// Checks the references that stall the whole stack when broken.
@@ -400,12 +506,10 @@ pub async fn sweep_cluster_children(
     Ok(deleted)
 }
 
-/// Cluster-scoped kinds a stack may create (Dozzle reads nodes).
+/// Cluster-scoped kinds a stack may create: bindings of the fixed node
+/// reader role (Dozzle reads nodes). The operator never writes ClusterRoles.
 fn cluster_kinds() -> Vec<ApiResource> {
-    vec![
-        ApiResource::erase::<ClusterRole>(&()),
-        ApiResource::erase::<ClusterRoleBinding>(&()),
-    ]
+    vec![ApiResource::erase::<ClusterRoleBinding>(&())]
 }
 
 /// Computes and writes the status (only when it changed) and picks the requeue.
@@ -495,6 +599,8 @@ async fn finish(
     } else {
         Cond::new("MonitoringReady", false, "CRDNotInstalled", "The monitoring.coreos.com CRDs are not installed; monitoring objects are skipped until they are")
     });
+    let insecure = insecure_condition(parent, spec);
+    conds.push(insecure.clone());
     let old = stack.status.clone().unwrap_or_default();
     let new = MediaStackStatus {
         observed_generation: stack.metadata.generation,
@@ -512,6 +618,21 @@ async fn finish(
             if !was {
                 publish(ctx, stack, EventType::Warning, s.reason, s.message.clone()).await;
             }
+        }
+        let was_insecure = old
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Insecure" && c.status == "True" && c.message == insecure.message);
+        if insecure.status && !was_insecure {
+            publish_as(
+                ctx,
+                stack,
+                EventType::Warning,
+                &insecure.reason,
+                "Expose",
+                insecure.message.clone(),
+            )
+            .await;
         }
         for (app, w) in &waiting {
             if old
@@ -551,6 +672,50 @@ async fn finish(
         } else {
             Action::requeue(ctx.resync)
         },
+    )
+}
+
+/// `Insecure`: True, naming the apps, when an app is served without a login
+/// where one is expected (a public app without `expose.auth`, Dozzle with
+/// `expose.allowAnonymous`).
+fn insecure_condition(parent: &Parent, spec: &crate::api::mediastack::MediaStackSpec) -> Cond {
+    let apps = route::insecure_apps(parent, spec);
+    if apps.is_empty() {
+        return Cond::new(
+            "Insecure",
+            false,
+            "Secure",
+            "Every public app and Dozzle are behind a login",
+        );
+    }
+    let public: Vec<&str> = apps
+        .iter()
+        .map(String::as_str)
+        .filter(|a| {
+            spec.apps
+                .get(a)
+                .and_then(|s| s.expose.as_ref())
+                .is_some_and(|e| e.public)
+        })
+        .collect();
+    let reason = if public.is_empty() {
+        "DozzleWithoutAuth"
+    } else {
+        "PublicWithoutAuth"
+    };
+    Cond::new(
+        "Insecure",
+        true,
+        reason,
+        format!(
+            "served without a login: {}; set apps.<app>.expose.auth (basicAuthSecretRef or forwardAuth){}",
+            apps.join(", "),
+            if apps.iter().any(|a| a == crate::render::dozzle::APP) {
+                ", or drop apps.dozzle.expose.allowAnonymous"
+            } else {
+                ""
+            }
+        ),
     )
 }
 

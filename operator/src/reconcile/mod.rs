@@ -32,6 +32,10 @@ pub struct Context {
     pub cluster_subnets: Vec<String>,
     /// Safety-net resync period after a successful reconcile.
     pub resync: Duration,
+    /// The cluster admin's policy (operator flags).
+    pub policy: crate::policy::Policy,
+    /// The fixed ClusterRole (from the chart) that cluster-scoped bindings use.
+    pub node_reader_role: String,
     /// Watch cache of the VPN consumer pods (label
     /// `mediastack.io/vpn-consumer`), for the VpnGateway's `TunnelReady`.
     pub consumer_pods: Option<Store<Pod>>,
@@ -49,6 +53,8 @@ impl Context {
             metrics,
             cluster_subnets,
             resync: Duration::from_secs(300),
+            policy: crate::policy::Policy::default(),
+            node_reader_role: crate::render::stack::DEFAULT_NODE_READER_ROLE.into(),
             consumer_pods: None,
         }
     }

@@ -14,13 +14,20 @@
 //! `pods/attach`, delete or write verbs are granted.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use std::collections::BTreeMap;
 
 use super::meta::Parent;
-use super::{Child, RenderError};
+use super::{Child, GeneratedSecret, RenderError};
 use crate::api::mediastack::MediaStackSpec;
 
 /// Catalog name of the Dozzle app.
@@ -36,6 +43,73 @@ pub fn enabled(spec: &MediaStackSpec) -> bool {
     spec.apps.get(APP).is_some_and(|s| s.enabled)
 }
 
+/// User name of the generated Dozzle login.
+pub const LOGIN_USER: &str = "admin";
+
+/// Name of the generated login Secret: `<stack>-dozzle-auth`.
+pub fn login_secret_name(parent: &Parent) -> String {
+    parent.child_name("dozzle-auth")
+}
+
+/// Dozzle's log view shows every container log of the namespace (first-start
+/// passwords included), so its route gets a login unless the user brings
+/// one (`expose.auth`) or opts out on the LAN (`expose.allowAnonymous`): a
+/// `kubernetes.io/basic-auth` Secret with user [`LOGIN_USER`] and a random
+/// password, created once by the reconciler and read by Traefik's basicAuth
+/// Middleware (`kubectl get secret <stack>-dozzle-auth -o
+/// jsonpath='{.data.password}' | base64 -d`).
+pub fn login_secret(parent: &Parent, spec: &MediaStackSpec) -> Option<GeneratedSecret> {
+    let app = spec.apps.get(APP).filter(|s| s.enabled)?;
+    let expose = app.expose.clone().unwrap_or_default();
+    let generated = expose.enabled && expose.auth.is_none() && !expose.allow_anonymous;
+    generated.then(|| GeneratedSecret {
+        name: login_secret_name(parent),
+        random_keys: vec!["password".into()],
+        templated: BTreeMap::from([("username".to_string(), LOGIN_USER.to_string())]),
+        labels: parent.labels(APP, "auth"),
+    })
+}
+
+/// The NetworkPolicy `<stack>-dozzle`, with the managed Traefik: Dozzle's
+/// `http` port only from the stack's Traefik pods (where the login is) and
+/// its dashboard pods (their health check), so no pod can read the logs
+/// through the Service and skip the login. With an existing Traefik, whose
+/// pods the operator does not know, there is none.
+pub fn network_policy(parent: &Parent, spec: &MediaStackSpec) -> Option<NetworkPolicy> {
+    if !enabled(spec) || !spec.ingress.traefik.managed {
+        return None;
+    }
+    let peer = |name: &str| NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(parent.selector(name)),
+            match_expressions: None,
+        }),
+        ..Default::default()
+    };
+    Some(NetworkPolicy {
+        metadata: parent.meta(&parent.child_name(APP), APP, "app"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(parent.selector(APP)),
+                match_expressions: None,
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::String(super::workload::HTTP_PORT.into())),
+                    protocol: Some("TCP".into()),
+                    end_port: None,
+                }]),
+                from: Some(vec![
+                    peer(super::traefik::CONTAINER),
+                    peer(super::dashboard::APP),
+                ]),
+            }]),
+            egress: None,
+        }),
+    })
+}
+
 /// Name of Dozzle's ServiceAccount, Role and RoleBinding: `<stack>-dozzle`.
 pub fn service_account_name(parent: &Parent) -> String {
     parent.child_name(APP)
@@ -48,7 +122,8 @@ pub fn cluster_role_name(parent: &Parent) -> String {
     format!("mediastack:{}:{}:{APP}", parent.namespace, parent.name)
 }
 
-/// Dozzle's ServiceAccount, Role and RoleBinding when Dozzle is enabled.
+/// Dozzle's ServiceAccount, Role and RoleBinding when Dozzle is enabled, and
+/// its [`network_policy`].
 pub fn objects(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, RenderError> {
     if !enabled(spec) {
         return Ok(Vec::new());
@@ -76,11 +151,15 @@ pub fn objects(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, Ren
         },
         subjects: Some(vec![subject(parent)]),
     };
-    Ok(vec![
+    let mut out = vec![
         Child::typed(&sa)?,
         Child::typed(&role)?,
         Child::typed(&binding)?,
-    ])
+    ];
+    if let Some(np) = network_policy(parent, spec) {
+        out.push(Child::typed(&np)?);
+    }
+    Ok(out)
 }
 
 /// The cluster-scoped part of Dozzle's RBAC when Dozzle is enabled: read
@@ -181,6 +260,58 @@ mod tests {
     }
 
     #[test]
+    fn a_login_secret_unless_the_user_brings_auth_or_opts_out() {
+        let p = parent();
+        let mut spec = stack().spec;
+        let secret = login_secret(&p, &spec).expect("generated by default");
+        assert_eq!(secret.name, "home-dozzle-auth");
+        assert_eq!(secret.random_keys, ["password"]);
+        assert_eq!(
+            secret.templated,
+            BTreeMap::from([("username".to_string(), "admin".to_string())])
+        );
+        spec.apps.dozzle = Some(AppSpec {
+            expose: Some(crate::api::mediastack::Expose {
+                allow_anonymous: true,
+                ..Default::default()
+            }),
+            ..AppSpec::default()
+        });
+        assert!(login_secret(&p, &spec).is_none());
+        spec.apps.dozzle = None;
+        assert!(login_secret(&p, &spec).is_none(), "no Dozzle, no login");
+    }
+
+    #[test]
+    fn only_traefik_and_the_dashboard_reach_dozzle() {
+        let p = parent();
+        let mut spec = stack().spec;
+        let np = serde_json::to_value(network_policy(&p, &spec).expect("a policy")).expect("json");
+        assert_eq!(
+            np["spec"]["podSelector"]["matchLabels"],
+            serde_json::json!({"app.kubernetes.io/name": "dozzle", "app.kubernetes.io/instance": "home"})
+        );
+        assert_eq!(
+            np["spec"]["ingress"],
+            serde_json::json!([{
+                "ports": [{"port": "http", "protocol": "TCP"}],
+                "from": [
+                    {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "home"}}},
+                    {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "dashboard", "app.kubernetes.io/instance": "home"}}}
+                ]
+            }])
+        );
+        assert!(
+            objects(&p, &spec)
+                .expect("render")
+                .iter()
+                .any(|c| c.key() == "NetworkPolicy/home-dozzle")
+        );
+        spec.ingress.traefik.managed = false;
+        assert!(network_policy(&p, &spec).is_none());
+    }
+
+    #[test]
     fn rbac_snapshots() {
         let (p, spec) = (parent(), stack().spec);
         let all: Vec<Child> = objects(&p, &spec)
@@ -195,6 +326,7 @@ mod tests {
                 "ServiceAccount/home-dozzle",
                 "Role/home-dozzle",
                 "RoleBinding/home-dozzle",
+                "NetworkPolicy/home-dozzle",
                 "ClusterRole/mediastack:media:home:dozzle",
                 "ClusterRoleBinding/mediastack:media:home:dozzle",
             ]

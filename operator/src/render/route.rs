@@ -11,9 +11,11 @@
 //! client there (and, trusting nobody's `X-Forwarded-*` headers on that entry
 //! point, cannot be fooled by them). Tunnel traffic comes from the cloudflared
 //! pod. With the managed Traefik it arrives on a separate, cluster-internal
-//! `tunnel` entry point that trusts forwarded headers, so public hosts are
-//! routed only there and their allow list reads the client from
-//! `X-Forwarded-For` (the address Cloudflare appended, `ipStrategy.depth: 1`).
+//! `tunnel` entry point that only the cloudflared pods may connect to (a
+//! NetworkPolicy, see `traefik`) and that trusts forwarded headers only from
+//! the pod range, so public hosts are routed only there, their allow list
+//! reads the client from `X-Forwarded-For` (the address Cloudflare appended,
+//! `ipStrategy.depth: 1`) and their rate limit counts per `CF-Connecting-IP`.
 //! With an existing Traefik there is no such entry point: public hosts share
 //! the HTTP entry point, and an allow list sees the cloudflared pod for tunnel
 //! traffic (reported by [`warnings`]).
@@ -27,9 +29,9 @@ use serde_json::{Value, json};
 use super::meta::{OWNER_LABEL, Parent};
 use super::{Child, RenderError};
 use crate::api::IngressRoute;
-use crate::api::common::LocalRef;
-use crate::api::ingressroute::{IngressRouteSpec, ServiceTarget};
-use crate::api::mediastack::MediaStackSpec;
+use crate::api::common::{LocalRef, SecretRef};
+use crate::api::ingressroute::{IngressRouteSpec, RouteAuth, ServiceTarget};
+use crate::api::mediastack::{Expose, MediaStackSpec};
 
 /// API group of Traefik's CRDs.
 pub const TRAEFIK_GROUP: &str = "traefik.io";
@@ -39,6 +41,12 @@ pub const TRAEFIK_VERSION: &str = "v1alpha1";
 const APP_PORT: &str = "http";
 /// Max-age of the `Strict-Transport-Security` header on public hosts (one year).
 const STS_SECONDS: i64 = 31_536_000;
+/// Header in which Cloudflare passes the visitor's address to the origin.
+pub const VISITOR_HEADER: &str = "CF-Connecting-IP";
+/// Requests per second one tunnel visitor may average on a public host.
+pub const TUNNEL_RATE_AVERAGE: i64 = 50;
+/// Requests one tunnel visitor may send at once above the average.
+pub const TUNNEL_RATE_BURST: i64 = 200;
 
 /// Facts about the stack that serves a route, resolved by the reconciler from
 /// the referenced MediaStack (see [`RouteContext::for_stack`]).
@@ -88,6 +96,7 @@ pub fn app_routes(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, 
         let name = parent.child_name(app.name);
         let host = expose
             .host
+            .clone()
             .unwrap_or_else(|| format!("{}.{}", app.name, spec.domain.local));
         let route = IngressRoute {
             metadata: parent.meta(&name, app.name, "route"),
@@ -102,7 +111,7 @@ pub fn app_routes(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, 
                 stack_ref: Some(LocalRef {
                     name: parent.name.clone(),
                 }),
-                auth: None,
+                auth: app_auth(parent, app.name, &expose),
                 allow_cidrs: Vec::new(),
             },
             status: None,
@@ -110,6 +119,37 @@ pub fn app_routes(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, 
         out.push(Child::typed(&route)?);
     }
     Ok(out)
+}
+
+/// The login in front of an app: `expose.auth`, else for Dozzle (unless
+/// `expose.allowAnonymous`) basic auth from its generated Secret
+/// ([`super::dozzle::login_secret`]), else none.
+pub fn app_auth(parent: &Parent, app: &str, expose: &Expose) -> Option<RouteAuth> {
+    if let Some(auth) = &expose.auth {
+        return Some(auth.clone());
+    }
+    (app == super::dozzle::APP && !expose.allow_anonymous).then(|| RouteAuth {
+        basic_auth_secret_ref: Some(SecretRef {
+            name: super::dozzle::login_secret_name(parent),
+        }),
+        forward_auth: None,
+    })
+}
+
+/// Apps served without a login where one is expected, for the MediaStack's
+/// `Insecure` condition: exposed apps with `expose.public` and no
+/// `expose.auth`, and Dozzle with `expose.allowAnonymous`.
+pub fn insecure_apps(parent: &Parent, spec: &MediaStackSpec) -> Vec<String> {
+    spec.apps
+        .enabled()
+        .filter_map(|(app, app_spec)| {
+            let expose = app_spec.expose.clone().unwrap_or_default();
+            let open = expose.enabled
+                && app_auth(parent, app.name, &expose).is_none()
+                && (expose.public || app.name == super::dozzle::APP);
+            open.then(|| app.name.to_string())
+        })
+        .collect()
 }
 
 /// The host on the local domain: `spec.host`, or `<subdomain>.<local>`.
@@ -201,7 +241,8 @@ pub fn warnings(route: &IngressRoute, ctx: &RouteContext) -> Vec<(&'static str, 
 /// - Middlewares `<route>-allow` (ipAllowList on the client address),
 ///   `<route>-allow-public` (ipAllowList on the visitor address from
 ///   `X-Forwarded-For`), `<route>-headers` (security headers of public hosts),
-///   `<route>-auth` (basic or forward auth).
+///   `<route>-ratelimit` (per tunnel visitor, keyed on `CF-Connecting-IP`,
+///   on the tunnel entry point only), `<route>-auth` (basic or forward auth).
 pub fn traefik_objects(
     route: &IngressRoute,
     parent: &Parent,
@@ -264,6 +305,22 @@ pub fn traefik_objects(
         None => None,
     };
 
+    // Per-visitor limit on the tunnel entry point: every request there comes
+    // from cloudflared (the NetworkPolicy of the managed Traefik admits no
+    // other pod), so CF-Connecting-IP is the visitor's address as Cloudflare
+    // set it, and each visitor gets its own bucket.
+    let rate_limit = match (&public, tunnel_ep) {
+        (Some(_), Some(_)) => Some(add(
+            "ratelimit",
+            json!({"rateLimit": {
+                "average": TUNNEL_RATE_AVERAGE,
+                "burst": TUNNEL_RATE_BURST,
+                "period": "1s",
+                "sourceCriterion": {"requestHeaderName": VISITOR_HEADER},
+            }}),
+        )?),
+        _ => None,
+    };
     let auth = match &spec.auth {
         Some(auth) => match (&auth.basic_auth_secret_ref, &auth.forward_auth) {
             (Some(secret), _) => Some(add("auth", json!({"basicAuth": {"secret": secret.name}}))?),
@@ -300,7 +357,7 @@ pub fn traefik_objects(
                 &parent.child_name("public"),
                 tunnel_ep,
                 &[public.as_str()],
-                [&allow_public, &headers, &auth],
+                [&rate_limit, &allow_public, &headers, &auth],
                 &service,
             )?);
         }
@@ -514,9 +571,8 @@ pub(crate) mod traefik_schema {
 mod tests {
     use super::super::fixtures::{parent, route, stack};
     use super::*;
-    use crate::api::common::SecretRef;
-    use crate::api::ingressroute::{ForwardAuth, RouteAuth};
-    use crate::api::mediastack::{AppSpec, Expose};
+    use crate::api::ingressroute::ForwardAuth;
+    use crate::api::mediastack::AppSpec;
 
     fn ctx() -> RouteContext {
         RouteContext::for_stack(&stack().spec, false)
@@ -605,6 +661,7 @@ mod tests {
                 enabled: true,
                 public: true,
                 host: Some("tv.home.arpa".into()),
+                ..Expose::default()
             }),
             ..AppSpec::default()
         });
@@ -626,6 +683,76 @@ mod tests {
         let bazarr = &routes["IngressRoute/home-bazarr"]["spec"];
         assert_eq!(bazarr["host"], "bazarr.lan");
         assert_eq!(bazarr["public"], false);
+    }
+
+    #[test]
+    fn app_routes_carry_expose_auth_and_dozzle_has_a_login_by_default() {
+        let p = parent();
+        let mut s = stack();
+        let routes = by_key(&app_routes(&p, &s.spec).expect("render"));
+        // Dozzle: basic auth from the generated Secret.
+        assert_eq!(
+            routes["IngressRoute/home-dozzle"]["spec"]["auth"],
+            json!({"basicAuthSecretRef": {"name": "home-dozzle-auth"}})
+        );
+        assert!(
+            routes["IngressRoute/home-sonarr"]["spec"]
+                .get("auth")
+                .is_none()
+        );
+        assert!(
+            insecure_apps(&p, &s.spec).is_empty(),
+            "nothing public, Dozzle has a login"
+        );
+
+        // A public app without auth, and Dozzle opted out: both flagged.
+        s.spec.apps.jellyfin = Some(AppSpec {
+            expose: Some(Expose {
+                public: true,
+                ..Expose::default()
+            }),
+            ..AppSpec::default()
+        });
+        s.spec.apps.dozzle = Some(AppSpec {
+            expose: Some(Expose {
+                allow_anonymous: true,
+                ..Expose::default()
+            }),
+            ..AppSpec::default()
+        });
+        assert_eq!(insecure_apps(&p, &s.spec), ["jellyfin", "dozzle"]);
+        let routes = by_key(&app_routes(&p, &s.spec).expect("render"));
+        assert!(
+            routes["IngressRoute/home-dozzle"]["spec"]
+                .get("auth")
+                .is_none()
+        );
+
+        // The user's own auth is passed to the route and clears the flag.
+        let forward = RouteAuth {
+            basic_auth_secret_ref: None,
+            forward_auth: Some(ForwardAuth {
+                address: "http://authelia.auth.svc:9091/api/verify".into(),
+                auth_response_headers: Vec::new(),
+            }),
+        };
+        for app in [&mut s.spec.apps.jellyfin, &mut s.spec.apps.dozzle] {
+            if let Some(e) = app.as_mut().and_then(|a| a.expose.as_mut()) {
+                e.auth = Some(forward.clone());
+                e.allow_anonymous = false;
+            }
+        }
+        let routes = by_key(&app_routes(&p, &s.spec).expect("render"));
+        for name in ["IngressRoute/home-jellyfin", "IngressRoute/home-dozzle"] {
+            assert_eq!(
+                routes[name]["spec"]["auth"],
+                serde_json::to_value(&forward).expect("json"),
+                "{name}"
+            );
+        }
+        assert!(insecure_apps(&p, &s.spec).is_empty());
+        // No generated login when the user brings one.
+        assert!(super::super::dozzle::login_secret(&p, &s.spec).is_none());
     }
 
     #[test]
@@ -683,6 +810,7 @@ mod tests {
                 "Middleware/grafana-allow",
                 "Middleware/grafana-allow-public",
                 "Middleware/grafana-headers",
+                "Middleware/grafana-ratelimit",
                 "Middleware/grafana-auth",
                 "IngressRoute/grafana",
                 "IngressRoute/grafana-public",
@@ -703,10 +831,20 @@ mod tests {
         assert_eq!(
             public["routes"][0]["middlewares"],
             json!([
+                {"name": "grafana-ratelimit"},
                 {"name": "grafana-allow-public"},
                 {"name": "grafana-headers"},
                 {"name": "grafana-auth"}
             ])
+        );
+        // Each tunnel visitor gets its own bucket, keyed on the address
+        // Cloudflare sets; the LAN route has no limit.
+        assert_eq!(
+            objs["Middleware/grafana-ratelimit"]["spec"],
+            json!({"rateLimit": {
+                "average": 50, "burst": 200, "period": "1s",
+                "sourceCriterion": {"requestHeaderName": "CF-Connecting-IP"}
+            }})
         );
         assert_eq!(
             public["routes"][0]["services"],

@@ -15,6 +15,8 @@ pub struct Rendered {
     pub cluster_children: Vec<Child>,
     /// Secrets to create once if absent.
     pub generated_secrets: Vec<GeneratedSecret>,
+    /// `kubernetes.io/basic-auth` Secrets (logins) to create once if absent.
+    pub login_secrets: Vec<GeneratedSecret>,
     /// App -> what it waits for before it is started (replicas 0 meanwhile).
     pub waiting: BTreeMap<String, String>,
 }
@@ -80,12 +82,15 @@ pub fn render(
         out.children.extend(objs.into_children()?);
     }
     out.children.extend(super::dozzle::objects(parent, spec)?);
+    out.login_secrets
+        .extend(super::dozzle::login_secret(parent, spec));
     out.cluster_children
         .extend(super::dozzle::cluster_objects(parent, spec)?);
     out.children
         .extend(super::dashboard::objects(parent, spec)?);
     out.children.extend(super::route::app_routes(parent, spec)?);
-    out.children.extend(super::traefik::objects(parent, spec)?);
+    out.children
+        .extend(super::traefik::objects(parent, spec, inputs)?);
     out.children
         .extend(super::tunnel::objects(parent, spec, inputs)?);
     out.children
@@ -96,6 +101,29 @@ pub fn render(
     }
     dedup_secrets(&mut out.generated_secrets);
     Ok(out)
+}
+
+/// Name of the fixed ClusterRole (shipped by the chart) that grants read
+/// access to nodes, when the operator is not told otherwise.
+pub const DEFAULT_NODE_READER_ROLE: &str = "mediastack-operator-node-reader";
+
+/// The operator never writes ClusterRoles (its RBAC cannot): a cluster-scoped
+/// role a child needs is the fixed one the chart ships, and the rendered
+/// ClusterRoleBindings are pointed at it. Drops rendered ClusterRoles (their
+/// only rule, node read, is what `role` grants) and rewrites the bindings'
+/// `roleRef`.
+pub fn bind_fixed_cluster_role(children: &mut Vec<Child>, role: &str) {
+    children.retain(|c| c.api.kind != "ClusterRole");
+    for c in children
+        .iter_mut()
+        .filter(|c| c.api.kind == "ClusterRoleBinding")
+    {
+        c.object.data["roleRef"] = serde_json::json!({
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": role,
+        });
+    }
 }
 
 fn dedup_secrets(secrets: &mut Vec<GeneratedSecret>) {
@@ -111,4 +139,31 @@ fn dedup_secrets(secrets: &mut Vec<GeneratedSecret>) {
             false
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{inputs, parent, stack};
+    use super::*;
+
+    #[test]
+    fn cluster_children_only_bind_the_fixed_node_reader_role() {
+        let mut out = render(&stack(), &parent(), &inputs()).expect("render");
+        assert!(
+            out.cluster_children
+                .iter()
+                .any(|c| c.api.kind == "ClusterRole")
+        );
+        bind_fixed_cluster_role(&mut out.cluster_children, "ops-node-reader");
+        let kinds: Vec<_> = out
+            .cluster_children
+            .iter()
+            .map(|c| c.api.kind.clone())
+            .collect();
+        assert_eq!(kinds, vec!["ClusterRoleBinding"]);
+        let binding = &out.cluster_children[0].object.data;
+        assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+        assert_eq!(binding["roleRef"]["name"], "ops-node-reader");
+        assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
+    }
 }

@@ -110,9 +110,13 @@ pub fn data_mount(mount: &DataMount) -> VolumeMount {
 
 /// The config claim of `app`, or `None` for apps without config directories.
 ///
-/// It is owned by the MediaStack (deleting the stack deletes it), and carries
-/// the keep label unless `storage.config.deleteWithApp` is set, so disabling
-/// the app does not prune it.
+/// Config is user data (each app's database). By default the claim carries
+/// the keep label and NO owner reference, like the data claim: neither
+/// disabling the app nor deleting the MediaStack (or its CRD) removes it, and
+/// a stack re-created under the same name adopts it again (same claim, same
+/// UID). Only `storage.config.deleteWithApp: true` makes it disposable: then
+/// it is owned by the stack (garbage-collected with it) and unlabelled (pruned
+/// when the app is disabled).
 pub fn config_claim(
     parent: &Parent,
     spec: &MediaStackSpec,
@@ -124,6 +128,7 @@ pub fn config_claim(
     let config = &spec.storage.config;
     let mut meta = parent.meta(&config_claim_name(parent, app), app.name, "config");
     if !config.delete_with_app {
+        meta.owner_references = None;
         keep(&mut meta.labels);
     }
     Some(PersistentVolumeClaim {
@@ -131,6 +136,29 @@ pub fn config_claim(
         spec: Some(claim_spec(&config.size, config.storage_class_name.as_ref())),
         ..Default::default()
     })
+}
+
+/// Why the live claim `live` may not be adopted by the stack of `parent`:
+/// it was not created by this operator for a stack of that name (another
+/// stack's claim, or one the user made). `None` when it may be adopted.
+pub fn claim_conflict(parent: &Parent, live: &PersistentVolumeClaim) -> Option<String> {
+    let labels = live.metadata.labels.clone().unwrap_or_default();
+    let name = live.metadata.name.clone().unwrap_or_default();
+    let managed = labels
+        .get("app.kubernetes.io/managed-by")
+        .map(String::as_str)
+        == Some(super::meta::MANAGER);
+    match labels.get(super::meta::STACK_LABEL) {
+        Some(owner) if managed && owner == &parent.name => None,
+        Some(owner) if managed => Some(format!(
+            "PersistentVolumeClaim {name} belongs to MediaStack {owner} (label {}); it is not adopted",
+            super::meta::STACK_LABEL
+        )),
+        _ => Some(format!(
+            "PersistentVolumeClaim {name} exists and was not created by mediastack-operator for MediaStack {}; it is not adopted (rename or delete it, or use another stack name)",
+            parent.name
+        )),
+    }
 }
 
 /// The pod volume of the app's config claim, or `None` without one.
@@ -181,6 +209,7 @@ mod tests {
     use super::super::fixtures::{parent, stack};
     use super::*;
     use crate::catalog;
+    use crate::render::meta::STACK_LABEL as STACK;
 
     fn with_data(data: DataStorage) -> MediaStackSpec {
         let mut spec = stack().spec;
@@ -260,23 +289,50 @@ mod tests {
     }
 
     #[test]
-    fn config_claims_are_kept_unless_delete_with_app() {
+    fn config_claims_are_kept_and_unowned_unless_delete_with_app() {
         let sonarr = catalog::app("sonarr").expect("sonarr");
         let mut spec = stack().spec;
         let kept = config_claim(&parent(), &spec, sonarr).expect("claim");
         assert_eq!(kept.metadata.name.as_deref(), Some("home-sonarr-config"));
         let labels = kept.metadata.labels.clone().unwrap_or_default();
         assert_eq!(labels.get(KEEP_LABEL).map(String::as_str), Some("true"));
-        // Deleting the whole MediaStack still garbage-collects it.
-        assert_eq!(kept.metadata.owner_references, Some(vec![parent().owner]));
+        assert_eq!(labels.get(STACK).map(String::as_str), Some("home"));
+        // Deleting the MediaStack must not garbage-collect an app's database.
+        assert!(kept.metadata.owner_references.is_none());
 
         spec.storage.config.delete_with_app = true;
         spec.storage.config.storage_class_name = Some("fast".into());
-        let pruned = config_claim(&parent(), &spec, sonarr).expect("claim");
-        let labels = pruned.metadata.labels.unwrap_or_default();
+        let disposable = config_claim(&parent(), &spec, sonarr).expect("claim");
+        let labels = disposable.metadata.labels.clone().unwrap_or_default();
         assert!(!labels.contains_key(KEEP_LABEL));
-        let pvc_spec = pruned.spec.expect("spec");
+        // Opted in: pruned with the app, garbage-collected with the stack.
+        assert_eq!(
+            disposable.metadata.owner_references,
+            Some(vec![parent().owner])
+        );
+        let pvc_spec = disposable.spec.expect("spec");
         assert_eq!(pvc_spec.storage_class_name.as_deref(), Some("fast"));
+    }
+
+    #[test]
+    fn only_this_stacks_claims_are_adopted() {
+        let sonarr = catalog::app("sonarr").expect("sonarr");
+        let ours = config_claim(&parent(), &stack().spec, sonarr).expect("claim");
+        assert_eq!(claim_conflict(&parent(), &ours), None);
+
+        let mut other = ours.clone();
+        other
+            .metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(STACK.into(), "cinema".into());
+        let why = claim_conflict(&parent(), &other).expect("conflict");
+        assert!(why.contains("belongs to MediaStack cinema"), "{why}");
+
+        let mut users = ours;
+        users.metadata.labels = None;
+        let why = claim_conflict(&parent(), &users).expect("conflict");
+        assert!(why.contains("not created by mediastack-operator"), "{why}");
     }
 
     #[test]

@@ -7,9 +7,14 @@
 //!   no forwarded headers: `X-Forwarded-*` sent by clients are stripped, so
 //!   `ClientHost` in the access log is the real peer (fail2ban relies on it).
 //! - `tunnel` on :8000, Service-only (no hostPort): cloudflared's origin.
-//!   Only pods can reach it, so it trusts their forwarded headers (the
-//!   visitor's address in `X-Forwarded-For`, `X-Forwarded-Proto: https`).
-//!   Public hosts are routed only here (see `route`).
+//!   A NetworkPolicy (`<stack>-traefik`) admits this port only from the
+//!   stack's cloudflared pods, and the entry point trusts forwarded headers
+//!   (the visitor's address in `X-Forwarded-For`, `X-Forwarded-Proto:
+//!   https`) only from the cluster's pod and service ranges
+//!   (`forwardedHeaders.trustedIPs`; nobody when they are unknown). So no
+//!   other pod can forge `X-Forwarded-For` or `CF-Connecting-IP` to pass an
+//!   allow list, dodge the rate limit or get someone else banned. Public
+//!   hosts are routed only here (see `route`).
 //! - `traefik` on :8080, Service-only: `/ping` and `/metrics`. The dashboard
 //!   (`api@internal`) is not served insecurely; it has its own route with
 //!   basic auth at `traefik.<domain.local>` when a secret is given.
@@ -25,6 +30,10 @@ use k8s_openapi::api::core::v1::{
     PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Service,
     ServiceAccount, ServicePort, ServiceSpec, Sysctl, Volume, VolumeMount,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -33,7 +42,7 @@ use serde_json::json;
 
 use super::meta::Parent;
 use super::route::{host_rule, traefik_ingress_route, traefik_middleware};
-use super::{Child, RenderError};
+use super::{Child, Inputs, RenderError};
 use crate::api::mediastack::MediaStackSpec;
 
 /// Image of the managed Traefik unless `ingress.traefik.image` is set.
@@ -95,7 +104,11 @@ pub fn validate_entry_point(entry_point: &str) -> Result<(), RenderError> {
 
 /// Traefik's ServiceAccount, Role, RoleBinding, Service, Deployment and the
 /// dashboard route, when `ingress.traefik.managed`; nothing otherwise.
-pub fn objects(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, RenderError> {
+pub fn objects(
+    parent: &Parent,
+    spec: &MediaStackSpec,
+    inputs: &Inputs,
+) -> Result<Vec<Child>, RenderError> {
     let traefik = &spec.ingress.traefik;
     if !traefik.managed {
         return Ok(Vec::new());
@@ -162,25 +175,106 @@ pub fn objects(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, Ren
         }),
         status: None,
     };
-    let deployment = deployment(parent, spec)?;
+    let trusted = trusted_ips(&inputs.cluster_subnets)?;
+    let deployment = deployment(parent, spec, &trusted)?;
 
     let mut out = vec![
         Child::typed(&account)?,
         Child::typed(&role)?,
         Child::typed(&binding)?,
         Child::typed(&service)?,
+        Child::typed(&network_policy(parent))?,
         Child::typed(&deployment)?,
     ];
     out.extend(dashboard_route(parent, spec)?);
     Ok(out)
 }
 
-/// The container arguments: the whole static configuration.
-pub fn args(parent: &Parent, entry_point: &str) -> Vec<String> {
+/// The sources whose forwarded headers the tunnel entry point trusts: the
+/// cluster's pod and service ranges (cloudflared's pod address is in the
+/// pod range; no packet comes from a service address). Only CIDRs or
+/// addresses: the list ends up in a command-line argument.
+pub fn trusted_ips(cluster_subnets: &[String]) -> Result<Vec<String>, RenderError> {
+    cluster_subnets
+        .iter()
+        .map(|c| {
+            if c.parse::<std::net::IpAddr>().is_ok() || cidr(c) {
+                Ok(c.clone())
+            } else {
+                Err(RenderError::Invalid(format!(
+                    "cluster range {c:?} is not an IP address or CIDR"
+                )))
+            }
+        })
+        .collect()
+}
+
+fn cidr(c: &str) -> bool {
+    let Some((ip, len)) = c.split_once('/') else {
+        return false;
+    };
+    match (ip.parse::<std::net::IpAddr>(), len.parse::<u8>()) {
+        (Ok(std::net::IpAddr::V4(_)), Ok(l)) => l <= 32,
+        (Ok(std::net::IpAddr::V6(_)), Ok(l)) => l <= 128,
+        _ => false,
+    }
+}
+
+/// The NetworkPolicy `<stack>-traefik`: the HTTP and `traefik` ports stay
+/// open (LAN clients, kubelet probes, Prometheus), the tunnel port admits
+/// only the stack's cloudflared pods.
+pub fn network_policy(parent: &Parent) -> NetworkPolicy {
+    let port = |name: &str| NetworkPolicyPort {
+        port: Some(IntOrString::String(name.into())),
+        protocol: Some("TCP".into()),
+        end_port: None,
+    };
+    NetworkPolicy {
+        metadata: parent.meta(&name(parent), CONTAINER, COMPONENT),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(parent.selector(CONTAINER)),
+                match_expressions: None,
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    ports: Some(vec![port(WEB_PORT_NAME), port(INTERNAL_ENTRY_POINT)]),
+                    from: None,
+                },
+                NetworkPolicyIngressRule {
+                    ports: Some(vec![port(TUNNEL_ENTRY_POINT)]),
+                    from: Some(vec![NetworkPolicyPeer {
+                        pod_selector: Some(LabelSelector {
+                            match_labels: Some(parent.selector(super::tunnel::CONTAINER)),
+                            match_expressions: None,
+                        }),
+                        ..Default::default()
+                    }]),
+                },
+            ]),
+            egress: None,
+        }),
+    }
+}
+
+/// The container arguments: the whole static configuration. `trusted`:
+/// sources whose forwarded headers the tunnel entry point accepts.
+pub fn args(parent: &Parent, entry_point: &str, trusted: &[String]) -> Vec<String> {
+    let mut tunnel_trust = Vec::new();
+    if !trusted.is_empty() {
+        tunnel_trust.push(format!(
+            "--entrypoints.{TUNNEL_ENTRY_POINT}.forwardedHeaders.trustedIPs={}",
+            trusted.join(",")
+        ));
+    }
     [
         format!("--entrypoints.{entry_point}.address=:{WEB_PORT}/tcp"),
         format!("--entrypoints.{TUNNEL_ENTRY_POINT}.address=:{TUNNEL_PORT}/tcp"),
-        format!("--entrypoints.{TUNNEL_ENTRY_POINT}.forwardedHeaders.insecure=true"),
+    ]
+    .into_iter()
+    .chain(tunnel_trust)
+    .chain([
         format!("--entrypoints.{INTERNAL_ENTRY_POINT}.address=:{INTERNAL_PORT}/tcp"),
         "--ping=true".into(),
         format!("--ping.entryPoint={INTERNAL_ENTRY_POINT}"),
@@ -203,11 +297,15 @@ pub fn args(parent: &Parent, entry_point: &str) -> Vec<String> {
         "--providers.kubernetescrd.disableClusterScopeResources=true".into(),
         "--global.checkNewVersion=false".into(),
         "--global.sendAnonymousUsage=false".into(),
-    ]
-    .into()
+    ])
+    .collect()
 }
 
-fn deployment(parent: &Parent, spec: &MediaStackSpec) -> Result<Deployment, RenderError> {
+fn deployment(
+    parent: &Parent,
+    spec: &MediaStackSpec,
+    trusted: &[String],
+) -> Result<Deployment, RenderError> {
     let traefik = &spec.ingress.traefik;
     let name = name(parent);
     let labels = parent.labels(CONTAINER, COMPONENT);
@@ -222,7 +320,7 @@ fn deployment(parent: &Parent, spec: &MediaStackSpec) -> Result<Deployment, Rend
                 .clone()
                 .unwrap_or_else(|| DEFAULT_IMAGE.into()),
         ),
-        args: Some(args(parent, &traefik.entry_point)),
+        args: Some(args(parent, &traefik.entry_point, trusted)),
         ports: Some(vec![
             ContainerPort {
                 name: Some(WEB_PORT_NAME.into()),
@@ -386,7 +484,7 @@ mod tests {
 
     use serde_json::Value;
 
-    use super::super::fixtures::{parent, stack};
+    use super::super::fixtures::{inputs, parent, stack};
     use super::super::route::traefik_schema;
     use super::*;
     use crate::api::common::SecretRef;
@@ -416,7 +514,7 @@ mod tests {
 
     #[test]
     fn managed_traefik_snapshots() {
-        let children = objects(&parent(), &with_dashboard()).expect("render");
+        let children = objects(&parent(), &with_dashboard(), &inputs()).expect("render");
         let keys: Vec<String> = children.iter().map(Child::key).collect();
         assert_eq!(
             keys,
@@ -425,6 +523,7 @@ mod tests {
                 "Role/home-traefik",
                 "RoleBinding/home-traefik",
                 "Service/home-traefik",
+                "NetworkPolicy/home-traefik",
                 "Deployment/home-traefik",
                 "Middleware/home-traefik-dashboard-auth",
                 "IngressRoute/home-traefik-dashboard",
@@ -441,17 +540,21 @@ mod tests {
     fn nothing_when_not_managed() {
         let mut spec = with_dashboard();
         spec.ingress.traefik.managed = false;
-        assert!(objects(&parent(), &spec).expect("render").is_empty());
+        assert!(
+            objects(&parent(), &spec, &inputs())
+                .expect("render")
+                .is_empty()
+        );
     }
 
     #[test]
     fn dashboard_only_with_its_secret_and_behind_basic_auth() {
-        let objs = by_key(&objects(&parent(), &stack().spec).expect("render"));
+        let objs = by_key(&objects(&parent(), &stack().spec, &inputs()).expect("render"));
         assert!(!objs.keys().any(|k| k.contains("dashboard")));
         let args = args_of(&objs);
         assert!(args.contains(&"--api.insecure=false".to_string()));
 
-        let objs = by_key(&objects(&parent(), &with_dashboard()).expect("render"));
+        let objs = by_key(&objects(&parent(), &with_dashboard(), &inputs()).expect("render"));
         let route = &objs["IngressRoute/home-traefik-dashboard"]["spec"];
         assert_eq!(route["routes"][0]["match"], "Host(`traefik.lan`)");
         assert_eq!(
@@ -470,7 +573,7 @@ mod tests {
 
     #[test]
     fn rbac_is_namespaced_and_read_only() {
-        let children = objects(&parent(), &stack().spec).expect("render");
+        let children = objects(&parent(), &stack().spec, &inputs()).expect("render");
         assert!(
             children.iter().all(|c| !c.api.kind.starts_with("Cluster")),
             "no cluster-scoped RBAC"
@@ -536,12 +639,12 @@ mod tests {
 
     #[test]
     fn entry_points_probes_ports_and_access_log() {
-        let objs = by_key(&objects(&parent(), &stack().spec).expect("render"));
+        let objs = by_key(&objects(&parent(), &stack().spec, &inputs()).expect("render"));
         let args = args_of(&objs);
         for arg in [
             "--entrypoints.web.address=:80/tcp",
             "--entrypoints.tunnel.address=:8000/tcp",
-            "--entrypoints.tunnel.forwardedHeaders.insecure=true",
+            "--entrypoints.tunnel.forwardedHeaders.trustedIPs=10.244.0.0/16,10.96.0.0/16",
             "--entrypoints.traefik.address=:8080/tcp",
             "--ping=true",
             "--metrics.prometheus=true",
@@ -552,12 +655,14 @@ mod tests {
         ] {
             assert!(args.contains(&arg.to_string()), "{arg}");
         }
-        // The LAN entry point trusts no forwarded headers.
+        // The LAN entry point trusts no forwarded headers, the tunnel's
+        // only the cluster ranges: never anyone's.
         assert!(
             !args
                 .iter()
                 .any(|a| a.starts_with("--entrypoints.web.forwardedHeaders"))
         );
+        assert!(!args.iter().any(|a| a.contains("forwardedHeaders.insecure")));
 
         let c = container(&objs);
         assert_eq!(c["image"], DEFAULT_IMAGE);
@@ -602,18 +707,76 @@ mod tests {
     }
 
     #[test]
+    fn tunnel_entry_point_trusts_only_the_cluster_ranges_and_cloudflared() {
+        // Unknown ranges: trust nobody's forwarded headers.
+        let mut none = inputs();
+        none.cluster_subnets.clear();
+        let objs = by_key(&objects(&parent(), &stack().spec, &none).expect("render"));
+        assert!(
+            !args_of(&objs)
+                .iter()
+                .any(|a| a.starts_with("--entrypoints.tunnel.forwardedHeaders"))
+        );
+        // A range that is not a CIDR never reaches the command line.
+        let mut bad = inputs();
+        bad.cluster_subnets
+            .push("0.0.0.0/0 --api.insecure=true".into());
+        assert!(matches!(
+            objects(&parent(), &stack().spec, &bad),
+            Err(RenderError::Invalid(_))
+        ));
+
+        let objs = by_key(&objects(&parent(), &stack().spec, &inputs()).expect("render"));
+        let np = &objs["NetworkPolicy/home-traefik"]["spec"];
+        assert_eq!(
+            np["podSelector"]["matchLabels"],
+            serde_json::json!({"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "home"})
+        );
+        assert_eq!(np["policyTypes"], serde_json::json!(["Ingress"]));
+        let rules = np["ingress"].as_array().expect("rules");
+        let tunnel: Vec<&Value> = rules
+            .iter()
+            .filter(|r| {
+                r["ports"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|p| p["port"] == "tunnel"))
+            })
+            .collect();
+        assert_eq!(tunnel.len(), 1, "one rule names the tunnel port");
+        assert_eq!(
+            tunnel[0]["from"],
+            serde_json::json!([{"podSelector": {"matchLabels": {
+                "app.kubernetes.io/name": "cloudflared",
+                "app.kubernetes.io/instance": "home"
+            }}}])
+        );
+        // The open rule does not include the tunnel port.
+        let open: Vec<&Value> = rules.iter().filter(|r| r.get("from").is_none()).collect();
+        assert_eq!(
+            open[0]["ports"],
+            serde_json::json!([
+                {"port": "web", "protocol": "TCP"},
+                {"port": "traefik", "protocol": "TCP"}
+            ])
+        );
+    }
+
+    #[test]
     fn image_and_entry_point_from_spec() {
         let mut spec = stack().spec;
         spec.ingress.traefik.image = Some("traefik:v3.6.4".into());
         spec.ingress.traefik.entry_point = "http".into();
-        let objs = by_key(&objects(&parent(), &spec).expect("render"));
+        let objs = by_key(&objects(&parent(), &spec, &inputs()).expect("render"));
         assert_eq!(container(&objs)["image"], "traefik:v3.6.4");
         assert!(args_of(&objs).contains(&"--entrypoints.http.address=:80/tcp".to_string()));
 
         for bad in ["tunnel", "traefik", "web sec", "a.b", ""] {
             spec.ingress.traefik.entry_point = bad.into();
             assert!(
-                matches!(objects(&parent(), &spec), Err(RenderError::Invalid(_))),
+                matches!(
+                    objects(&parent(), &spec, &inputs()),
+                    Err(RenderError::Invalid(_))
+                ),
                 "{bad:?}"
             );
         }

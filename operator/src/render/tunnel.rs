@@ -7,12 +7,23 @@
 //! needs no Service for traffic; the Service exposes its metrics server
 //! (`/metrics`, and `/ready`, which answers 200 only while connected to the
 //! Cloudflare edge) for a ServiceMonitor.
+//!
+//! That server also serves Go's profiler (`/debug/pprof`), so a NetworkPolicy (`<stack>-cloudflared`)
+//! admits its port only from the monitoring side: pods matching
+//! `monitoring.scrapeFrom.podSelector` in namespaces matching
+//! `monitoring.scrapeFrom.namespaceSelector`. Nothing else may connect to the
+//! pod (it only dials out). Kubelet probes come from the node, which
+//! NetworkPolicy implementations admit to local pods.
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, PodSecurityContext, PodSpec,
     PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext,
     Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -175,7 +186,45 @@ pub fn objects(
         }),
         status: None,
     };
-    Ok(vec![Child::typed(&service)?, Child::typed(&deployment)?])
+    Ok(vec![
+        Child::typed(&service)?,
+        Child::typed(&network_policy(parent, spec))?,
+        Child::typed(&deployment)?,
+    ])
+}
+
+/// The NetworkPolicy `<stack>-cloudflared`: ingress to the metrics port from
+/// `monitoring.scrapeFrom` only.
+pub fn network_policy(parent: &Parent, spec: &MediaStackSpec) -> NetworkPolicy {
+    let from = &spec.monitoring.scrape_from;
+    let selector = |labels: &std::collections::BTreeMap<String, String>| LabelSelector {
+        match_labels: (!labels.is_empty()).then(|| labels.clone()),
+        match_expressions: None,
+    };
+    NetworkPolicy {
+        metadata: parent.meta(&name(parent), CONTAINER, COMPONENT),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(parent.selector(CONTAINER)),
+                match_expressions: None,
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::String(METRICS_PORT_NAME.into())),
+                    protocol: Some("TCP".into()),
+                    end_port: None,
+                }]),
+                from: Some(vec![NetworkPolicyPeer {
+                    // An empty selector: every namespace / every pod.
+                    namespace_selector: Some(selector(&from.namespace_selector)),
+                    pod_selector: Some(selector(&from.pod_selector)),
+                    ip_block: None,
+                }]),
+            }]),
+            egress: None,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -211,12 +260,57 @@ mod tests {
         let keys: Vec<String> = children.iter().map(Child::key).collect();
         assert_eq!(
             keys,
-            ["Service/home-cloudflared", "Deployment/home-cloudflared"]
+            [
+                "Service/home-cloudflared",
+                "NetworkPolicy/home-cloudflared",
+                "Deployment/home-cloudflared"
+            ]
         );
         for child in &children {
             let snap = format!("cloudflared_{}", child.api.kind.to_lowercase());
             insta::assert_snapshot!(snap, child.to_yaml());
         }
+    }
+
+    #[test]
+    fn metrics_port_only_from_the_monitoring_side() {
+        let np = |spec: &MediaStackSpec| -> Value {
+            let children = objects(&parent(), spec, &ready()).expect("render");
+            let np = children
+                .iter()
+                .find(|c| c.api.kind == "NetworkPolicy")
+                .expect("a NetworkPolicy");
+            serde_json::to_value(&np.object).expect("json")["spec"].clone()
+        };
+        let spec = np(&with_tunnel());
+        assert_eq!(
+            spec["podSelector"]["matchLabels"],
+            json!({"app.kubernetes.io/name": "cloudflared", "app.kubernetes.io/instance": "home"})
+        );
+        assert_eq!(spec["policyTypes"], json!(["Ingress"]));
+        // One rule: the metrics port, from Prometheus pods in any namespace.
+        assert_eq!(
+            spec["ingress"],
+            json!([{
+                "ports": [{"port": "metrics", "protocol": "TCP"}],
+                "from": [{
+                    "namespaceSelector": {},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+                }]
+            }])
+        );
+
+        let mut narrow = with_tunnel();
+        narrow.monitoring.scrape_from.namespace_selector = [(
+            "kubernetes.io/metadata.name".to_string(),
+            "monitoring".to_string(),
+        )]
+        .into();
+        let spec = np(&narrow);
+        assert_eq!(
+            spec["ingress"][0]["from"][0]["namespaceSelector"],
+            json!({"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}})
+        );
     }
 
     #[test]
@@ -238,7 +332,7 @@ mod tests {
     #[test]
     fn token_from_the_secret_and_probes_on_the_metrics_port() {
         let children = objects(&parent(), &with_tunnel(), &ready()).expect("render");
-        let dep = serde_json::to_value(&children[1].object).expect("json");
+        let dep = serde_json::to_value(&children[2].object).expect("json");
         let c: &Value = &dep["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["image"], DEFAULT_IMAGE);
         assert_eq!(
@@ -277,7 +371,7 @@ mod tests {
             t.image = Some("cloudflare/cloudflared:2025.12.0".into());
         }
         let children = objects(&parent(), &spec, &ready()).expect("render");
-        let dep = serde_json::to_value(&children[1].object).expect("json");
+        let dep = serde_json::to_value(&children[2].object).expect("json");
         assert_eq!(
             dep["spec"]["template"]["spec"]["containers"][0]["image"],
             "cloudflare/cloudflared:2025.12.0"

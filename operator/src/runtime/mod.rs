@@ -1,5 +1,6 @@
 //! Controller wiring, health and metrics server, leader election, telemetry.
 
+pub mod fence;
 pub mod metrics;
 pub mod server;
 pub mod telemetry;
@@ -42,6 +43,10 @@ pub struct Settings {
     pub leader_election: Option<LeaderElection>,
     /// Periodic resync of healthy objects (a safety net; changes trigger reconciles).
     pub resync: Duration,
+    /// The cluster admin's policy.
+    pub policy: crate::policy::Policy,
+    /// The chart's fixed node-reader ClusterRole.
+    pub node_reader_role: String,
 }
 
 #[derive(Clone, Debug)]
@@ -68,15 +73,36 @@ where
 
 /// Runs the operator until SIGTERM/SIGINT.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
+    let config = kube::Config::infer().await?;
+    let identity = settings
+        .leader_election
+        .as_ref()
+        .map_or_else(|| "standalone".to_string(), |l| l.identity.clone());
+    // Without election this process is the only writer; with it, only while
+    // its lease is fresh (see `fence`).
+    let fence = if settings.leader_election.is_some() {
+        fence::Fence::closed()
+    } else {
+        fence::Fence::always_open()
+    };
+    let client = kube::client::ClientBuilder::try_from(config.clone())?
+        .with_layer(&fence::FenceLayer {
+            fence: fence.clone(),
+            identity: identity.clone(),
+        })
+        .build();
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        info!("shutdown requested");
-        let _ = stop_tx.send(true);
-    });
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            info!("shutdown requested");
+            let _ = stop_tx.send(true);
+        });
+    }
     let stopped = {
         let rx = stop_rx.clone();
         move || {
@@ -97,7 +123,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut lost_leadership: Option<watch::Receiver<bool>> = None;
     let mut lease_task = None;
     if let Some(le) = &settings.leader_election {
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &le.lease_name)
+        // The lease manager's own client (never fenced) opens the fence on
+        // each renewal, for a little less than the lease duration.
+        let lease_client = kube::client::ClientBuilder::try_from(config.clone())?
+            .with_layer(&fence::RenewLayer {
+                fence: fence.clone(),
+                identity: identity.clone(),
+                valid: Duration::from_secs(le.duration_secs)
+                    .saturating_sub(Duration::from_secs(le.duration_secs) / 5),
+            })
+            .build();
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(lease_client, &le.lease_name)
             .with_namespace(&le.namespace)
             .with_identity(&le.identity)
             .with_duration(le.duration_secs)
@@ -105,6 +141,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .build()
             .await?;
         let (mut rx, task) = manager.watch().await;
+        // The fence follows the lease manager's verdict at once: a lost
+        // lease stops every write, in flight or not.
+        {
+            let (mut rx, fence, health) = (rx.clone(), fence.clone(), health.clone());
+            tokio::spawn(async move {
+                loop {
+                    let leader = *rx.borrow_and_update();
+                    fence.set_leader(leader);
+                    if !leader && health.leading.load(Ordering::Relaxed) {
+                        health.ready.store(false, Ordering::Relaxed);
+                    }
+                    if rx.changed().await.is_err() {
+                        fence.set_leader(false);
+                        return;
+                    }
+                }
+            });
+        }
+        // A standby is ready (it serves its purpose: waiting).
         health.ready.store(true, Ordering::Relaxed);
         info!(identity = %le.identity, lease = %le.lease_name, "waiting to become leader");
         let mut stop = stop_rx.clone();
@@ -113,6 +168,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             _ = stop.wait_for(|s| *s) => { let _ = server.await; return Ok(()); }
         }
         info!("became leader");
+        // Not ready again until this replica's caches have synced.
+        health.leading.store(true, Ordering::Relaxed);
+        health.ready.store(false, Ordering::Relaxed);
         lost_leadership = Some(rx);
         lease_task = Some(task);
     }
@@ -123,6 +181,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.cluster_subnets.clone(),
     );
     ctx.resync = settings.resync;
+    ctx.policy = settings.policy.clone();
+    ctx.node_reader_role = settings.node_reader_role.clone();
+    info!(policy = ?ctx.policy, "admin policy");
     let ns = &settings.namespace;
     // VPN consumer pods, cached for the VpnGateway's TunnelReady: every
     // change re-runs the gateway controller (after the cache has it).
@@ -367,8 +428,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         task.abort();
     }
     health.ready.store(false, Ordering::Relaxed);
+    let requested = *stop_rx.borrow();
+    // Stop the health server too: a replica that lost its lease exits (the
+    // Deployment restarts it as a fresh standby).
+    let _ = stop_tx.send(true);
     let _ = server.await;
-    if lost && !*stop_rx.borrow() {
+    if lost && !requested {
         anyhow::bail!("lost leadership");
     }
     info!("stopped");

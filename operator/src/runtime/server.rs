@@ -16,6 +16,9 @@ use super::metrics::Metrics;
 pub struct Health {
     /// Every watch has synced (or this replica is a standby).
     pub ready: AtomicBool,
+    /// This replica won the election (its readiness then follows its caches
+    /// and the lease).
+    pub leading: AtomicBool,
 }
 
 #[derive(Clone)]

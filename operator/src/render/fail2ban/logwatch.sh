@@ -4,7 +4,7 @@
 # of files behind the glob changes.
 prev=""
 while :; do
-  cur="$(ls -1 {{GLOB}} 2>/dev/null)"
+  cur="$(ls -1 {{GLOBS}} 2>/dev/null)"
   if [ "$cur" != "$prev" ] && fail2ban-client reload >/dev/null 2>&1; then
     prev="$cur"
   fi

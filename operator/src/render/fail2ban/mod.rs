@@ -23,8 +23,8 @@ use std::fmt::Write as _;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    ExecAction, HostPathVolumeSource, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SecurityContext, Volume, VolumeMount,
+    EnvVarSource, ExecAction, HostPathVolumeSource, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -88,6 +88,8 @@ const PLACEHOLDER_KEY: &str = "empty.log";
 const PLACEHOLDER_PATH: &str = "/data/empty.log";
 const POD_LOGS: &str = "/var/log/pods";
 const RUN_DIR: &str = "/var/run/fail2ban";
+/// The host's iptables lock file.
+pub const XTABLES_LOCK: &str = "/run/xtables.lock";
 
 /// Whether fail2ban runs: `security.fail2ban.enabled`, by default on
 /// exactly when Traefik is managed.
@@ -140,19 +142,74 @@ fn filter(name: &str, title: &str, status: &str, path: &str, entry_point: &str) 
         .replace("{{TUNNEL}}", TUNNEL_ENTRY_POINT)
 }
 
-/// Glob of Traefik's container log files on the node:
-/// `/var/log/pods/<ns>_<stack>-traefik-*/traefik/*.log` for the managed
-/// Traefik; any pod named `traefik-*` (k3s's) otherwise.
-pub fn log_glob(parent: &Parent, spec: &MediaStackSpec) -> String {
+/// One character of a generated name part (a ReplicaSet's
+/// pod-template-hash, a pod's random suffix: `k8s.io/apimachinery/pkg/util/rand`
+/// letters and digits): anything but `-` and `_`, in glob syntax that both
+/// Python's `glob` (fail2ban) and `sh` (the logwatch sidecar) read.
+const NAME_ALPHABET: &str = "[!-_]";
+/// A pod UID as the kubelet writes it in the log directory name.
+const UID_GLOB: &str = "????????-????-????-????-????????????";
+/// Longest pod-template-hash: a 32-bit hash in decimal, one character per digit.
+const MAX_TEMPLATE_HASH: usize = 10;
+
+/// Globs of Traefik's container log files on the node. For the managed
+/// Traefik, exactly the pods of `<stack>-traefik`'s ReplicaSets: the kubelet
+/// names each pod's directory `<ns>_<pod>_<uid>` and a Deployment's pod is
+/// `<deployment>-<template hash>-<5 characters>`, none of them `-`, so one
+/// glob per hash length (1 to 10) matches these pods and no other (not
+/// those of a stack named `<stack>-traefik-x`). For an existing Traefik:
+/// any pod named `traefik-*` (k3s's).
+pub fn log_globs(parent: &Parent, spec: &MediaStackSpec) -> Vec<String> {
     if spec.ingress.traefik.managed {
-        format!(
-            "{POD_LOGS}/{}_{}-*/{}/*.log",
-            parent.namespace,
-            traefik::name(parent),
-            traefik::CONTAINER
-        )
+        let suffix = NAME_ALPHABET.repeat(5);
+        (1..=MAX_TEMPLATE_HASH)
+            .map(|n| {
+                format!(
+                    "{POD_LOGS}/{}_{}-{}-{suffix}_{UID_GLOB}/{}/*.log",
+                    parent.namespace,
+                    traefik::name(parent),
+                    NAME_ALPHABET.repeat(n),
+                    traefik::CONTAINER
+                )
+            })
+            .collect()
     } else {
-        format!("{POD_LOGS}/*_traefik-*/traefik/*.log")
+        vec![format!("{POD_LOGS}/*_traefik-*/traefik/*.log")]
+    }
+}
+
+/// Name of the iptables chain of `jail` for this stack:
+/// `f2b-<8 hex digits of SHA-256 over "<namespace>/<stack>">-<auth|bots>`,
+/// 17 characters (iptables allows 28). Each stack's fail2ban creates,
+/// flushes and deletes only its own chains.
+pub fn chain_name(parent: &Parent, jail: &str) -> String {
+    let digest = Sha256::digest(format!("{}/{}", parent.namespace, parent.name).as_bytes());
+    let short = digest.iter().take(4).fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    });
+    let kind = if jail == AUTH_JAIL { "auth" } else { "bots" };
+    format!("f2b-{short}-{kind}")
+}
+
+/// Environment variable of the fail2ban container holding the Cloudflare
+/// API token (from `security.fail2ban.cloudflare.tokenSecretRef`).
+pub const CLOUDFLARE_TOKEN_ENV: &str = "CF_API_TOKEN";
+/// Key of the API token in the Cloudflare Secret.
+pub const CLOUDFLARE_TOKEN_KEY: &str = "apiToken";
+
+/// The second action of a jail when `security.fail2ban.cloudflare` is set:
+/// fail2ban's stock `cloudflare-token` action (an IP access rule in the
+/// zone per ban). The token stays out of the ConfigMap: the action's
+/// command line names the environment variable and the shell expands it.
+fn cloudflare_action(parent: &Parent, spec: &MediaStackSpec, jail: &str) -> String {
+    match &spec.security.fail2ban.cloudflare {
+        Some(cf) => format!(
+            "\n         cloudflare-token[cfzone=\"{}\", cftoken=\"${CLOUDFLARE_TOKEN_ENV}\", notes=\"mediastack-{}\"]",
+            cf.zone_id,
+            chain_name(parent, jail)
+        ),
+        None => String::new(),
     }
 }
 
@@ -192,7 +249,7 @@ pub fn config_files(
     let entry_point = &spec.ingress.traefik.entry_point;
     traefik::validate_entry_point(entry_point)?;
     let ignore = ignore_ip(spec, inputs)?.join(" ");
-    let glob = log_glob(parent, spec);
+    let globs = log_globs(parent, spec).join("\n          ");
     let mut jails = format!(
         "# fail2ban jails of MediaStack {}/{}.\n# Rendered by mediastack-operator; edits are overwritten.\n",
         parent.namespace, parent.name
@@ -219,7 +276,9 @@ pub fn config_files(
                 .replace("{{TITLE}}", title)
                 .replace("{{FILTER}}", filter)
                 .replace("{{IGNOREIP}}", &ignore)
-                .replace("{{LOGPATH}}", &glob)
+                .replace("{{LOGPATH}}", &globs)
+                .replace("{{CHAIN}}", &chain_name(parent, jail))
+                .replace("{{CLOUDFLARE}}", &cloudflare_action(parent, spec, jail))
                 .replace("{{PLACEHOLDER}}", PLACEHOLDER_PATH)
                 .replace("{{MAXRETRY}}", &settings.max_retry.to_string())
                 .replace("{{FINDTIME}}", &find_time.0)
@@ -301,14 +360,30 @@ fn daemon_set(
     let fail2ban = Container {
         name: CONTAINER.into(),
         image: Some(image.clone()),
-        env: Some(vec![
-            // Matches the UTC timestamps of the CRI log lines.
-            env("TZ", "UTC"),
-            env("F2B_LOG_TARGET", "STDOUT"),
-            env("F2B_LOG_LEVEL", "INFO"),
-            env("F2B_DB_PURGE_AGE", &purge_age.to_string()),
-            env("IPTABLES_MODE", "auto"),
-        ]),
+        env: Some(
+            vec![
+                // Matches the UTC timestamps of the CRI log lines.
+                env("TZ", "UTC"),
+                env("F2B_LOG_TARGET", "STDOUT"),
+                env("F2B_LOG_LEVEL", "INFO"),
+                env("F2B_DB_PURGE_AGE", &purge_age.to_string()),
+                env("IPTABLES_MODE", "auto"),
+            ]
+            .into_iter()
+            .chain(f2b.cloudflare.as_ref().map(|cf| EnvVar {
+                name: CLOUDFLARE_TOKEN_ENV.into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: cf.token_secret_ref.name.clone(),
+                        key: CLOUDFLARE_TOKEN_KEY.into(),
+                        optional: Some(false),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+            .collect(),
+        ),
         volume_mounts: Some(vec![
             config_mount("jail.d/", JAIL_KEY),
             config_mount("filter.d/", &format!("{AUTH_FILTER}.conf")),
@@ -318,6 +393,9 @@ fn daemon_set(
             mount("db", "/data/db", None, false),
             mount("pod-logs", POD_LOGS, None, true),
             mount("run", RUN_DIR, None, false),
+            // iptables -w waits on the host's lock, shared with kube-proxy
+            // and the CNI, so concurrent rule changes do not clobber each other.
+            mount("xtables-lock", XTABLES_LOCK, None, false),
         ]),
         startup_probe: Some(ping(5, 24)),
         readiness_probe: Some(ping(10, 3)),
@@ -341,7 +419,7 @@ fn daemon_set(
         command: Some(vec![
             "/bin/sh".into(),
             "-c".into(),
-            LOGWATCH_TEMPLATE.replace("{{GLOB}}", &log_glob(parent, spec)),
+            LOGWATCH_TEMPLATE.replace("{{GLOBS}}", &log_globs(parent, spec).join(" ")),
         ]),
         volume_mounts: Some(vec![
             mount("pod-logs", POD_LOGS, None, true),
@@ -412,6 +490,11 @@ fn daemon_set(
                         Volume {
                             name: "run".into(),
                             empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "xtables-lock".into(),
+                            host_path: Some(host_path(XTABLES_LOCK.into(), "FileOrCreate")),
                             ..Default::default()
                         },
                     ]),
@@ -776,6 +859,100 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Debian's fail2ban reads the rendered jails: the dump of its parsed
+    /// configuration names the stack's chain in every iptables command, and
+    /// the Cloudflare action gets the token only as `$CF_API_TOKEN`.
+    #[test]
+    fn fail2ban_client_reads_the_jails() {
+        use crate::api::common::SecretRef;
+        use crate::api::mediastack::CloudflareBan;
+        let stock = std::path::Path::new("/etc/fail2ban");
+        let found = std::process::Command::new("fail2ban-client")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+            && stock.join("action.d/cloudflare-token.conf").exists();
+        if !found {
+            assert!(
+                std::env::var_os("MEDIASTACK_REQUIRE_TOOLS").is_none(),
+                "fail2ban-client and /etc/fail2ban are required but not installed"
+            );
+            eprintln!("fail2ban not installed: skipped (apt-get install fail2ban)");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("mediastack-f2bc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let copy = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(stock)
+            .arg(&dir)
+            .status()
+            .expect("cp");
+        assert!(copy.success());
+        // Only the operator's jails: drop the distribution's enabled ones.
+        for entry in std::fs::read_dir(dir.join("jail.d")).expect("jail.d") {
+            std::fs::remove_file(entry.expect("entry").path()).expect("rm");
+        }
+        let mut spec = stack().spec;
+        spec.security.fail2ban.cloudflare = Some(CloudflareBan {
+            zone_id: "0123456789abcdef0123456789abcdef".into(),
+            token_secret_ref: SecretRef {
+                name: "cloudflare-api".into(),
+            },
+        });
+        let files = config_files(&parent(), &spec, &inputs()).expect("render");
+        let placeholder = dir.join(PLACEHOLDER_KEY);
+        std::fs::write(&placeholder, "").expect("placeholder");
+        for (key, content) in &files {
+            let target = match key.as_str() {
+                JAIL_KEY => dir.join("jail.d").join(key),
+                ACTION_KEY => dir.join("action.d").join(key),
+                PLACEHOLDER_KEY => continue,
+                _ => dir.join("filter.d").join(key),
+            };
+            let content = content
+                .replace(PLACEHOLDER_PATH, &placeholder.to_string_lossy())
+                .replace(POD_LOGS, &dir.join("pods").to_string_lossy());
+            std::fs::write(target, content).expect("write");
+        }
+        let out = std::process::Command::new("fail2ban-client")
+            .arg("-c")
+            .arg(&dir)
+            .arg("-d")
+            .output()
+            .expect("fail2ban-client runs");
+        let dump = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{dump}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for jail in [AUTH_JAIL, BOTSEARCH_JAIL] {
+            let chain = chain_name(&parent(), jail);
+            assert!(
+                dump.contains(&format!(
+                    "['actionban', '<iptables> -t raw -I {chain} 1 -s <ip> -j DROP']"
+                )),
+                "{jail}: {dump}"
+            );
+            assert!(
+                dump.contains(&format!(
+                    "['set', '{jail}', 'addaction', 'cloudflare-token']"
+                )),
+                "{jail}: {dump}"
+            );
+        }
+        assert!(
+            dump.contains("-H \"Authorization: Bearer $CF_API_TOKEN\""),
+            "{dump}"
+        );
+        assert!(
+            dump.contains("zones/0123456789abcdef0123456789abcdef/"),
+            "{dump}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn by_key(children: &[Child]) -> BTreeMap<String, Value> {
         children
             .iter()
@@ -848,17 +1025,18 @@ mod tests {
                 setting(jail, "ignoreip"),
                 ["127.0.0.1/8 ::1 10.244.0.0/16 10.96.0.0/16 192.168.1.0/24"]
             );
+            let logpath = setting(jail, "logpath");
+            assert_eq!(logpath.len(), 11, "{logpath:?}");
             assert_eq!(
-                setting(jail, "logpath"),
-                [
-                    "/var/log/pods/media_home-traefik-*/traefik/*.log",
-                    PLACEHOLDER_PATH
-                ]
+                logpath[0],
+                "/var/log/pods/media_home-traefik-[!-_]-[!-_][!-_][!-_][!-_][!-_]_????????-????-????-????-????????????/traefik/*.log"
             );
+            assert_eq!(logpath[10], PLACEHOLDER_PATH);
             assert!(
                 jail.contains("action = mediastack-raw-drop[name=traefik-"),
                 "{jail}"
             );
+            assert!(!jail.contains("cloudflare"), "opt-in only: {jail}");
         }
         assert!(!jails.contains("{{"), "{jails}");
         // The ban database keeps the longest ban.
@@ -897,8 +1075,10 @@ mod tests {
         }
         assert_eq!(
             setting(action, "actionban"),
-            ["<iptables> -t raw -I f2b-<name> 1 -s <ip> -j DROP"]
+            ["<iptables> -t raw -I <chain> 1 -s <ip> -j DROP"]
         );
+        // Every rule names the stack's chain, never a shared f2b-<jail>.
+        assert!(!action.contains("f2b-<name> "), "{action}");
         assert!(
             setting(action, "actionstart")
                 .join(" ")
@@ -934,6 +1114,8 @@ mod tests {
             .map(|m| (m["mountPath"].as_str().unwrap_or("").to_string(), m.clone()))
             .collect();
         assert_eq!(mounts["/var/log/pods"]["readOnly"], true);
+        assert_eq!(mounts["/run/xtables.lock"]["name"], "xtables-lock");
+        assert!(mounts["/run/xtables.lock"].get("readOnly").is_none());
         assert_eq!(mounts["/data/db"]["name"], "db");
         for (path, key) in [
             ("/data/jail.d/mediastack.local", JAIL_KEY),
@@ -951,6 +1133,10 @@ mod tests {
             .iter()
             .map(|v| (v["name"].as_str().unwrap_or("").to_string(), v.clone()))
             .collect();
+        assert_eq!(
+            volumes["xtables-lock"]["hostPath"],
+            json!({"path": "/run/xtables.lock", "type": "FileOrCreate"})
+        );
         assert_eq!(
             volumes["db"]["hostPath"],
             json!({"path": "/var/lib/mediastack/media-home/fail2ban", "type": "DirectoryOrCreate"})
@@ -971,6 +1157,141 @@ mod tests {
             objs["DaemonSet/home-fail2ban"]["spec"]["template"]["metadata"]["annotations"]
                 [CONFIG_HASH_ANNOTATION],
             hash
+        );
+    }
+
+    #[test]
+    fn chains_are_per_stack_and_fit_iptables() {
+        let other = Parent {
+            name: "home2".into(),
+            ..parent()
+        };
+        let other_ns = Parent {
+            namespace: "media2".into(),
+            ..parent()
+        };
+        let mut names = BTreeSet::new();
+        for p in [parent(), other, other_ns] {
+            let files = config_files(&p, &stack().spec, &inputs()).expect("render");
+            for jail in [AUTH_JAIL, BOTSEARCH_JAIL] {
+                let chain = chain_name(&p, jail);
+                // iptables: at most 28 characters (XT_EXTENSION_MAXNAMELEN - 1).
+                assert!(chain.len() <= 28, "{chain}");
+                assert!(
+                    chain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                    "{chain}"
+                );
+                assert!(
+                    files[JAIL_KEY].contains(&format!("[name={jail}, chain={chain}, ")),
+                    "{}",
+                    files[JAIL_KEY]
+                );
+                names.insert(chain);
+            }
+        }
+        assert_eq!(names.len(), 6, "no two stacks or jails share a chain");
+    }
+
+    #[test]
+    fn log_globs_match_only_this_stacks_traefik_pods() {
+        let dir = std::env::temp_dir().join(format!("mediastack-globs-{}", std::process::id()));
+        let uid = "0f6a2c3e-1b2d-4e5f-8a9b-0c1d2e3f4a5b";
+        let mine = [
+            format!("media_home-traefik-7d9f8b6c5d-x2k9p_{uid}"),
+            format!("media_home-traefik-5b-q7w4z_{uid}"),
+        ];
+        let others = [
+            // Another stack whose name starts like this one's Traefik.
+            format!("media_home-traefik-x-traefik-7d9f8b6c5d-x2k9p_{uid}"),
+            // The same stack name in another namespace, and another app.
+            format!("other_home-traefik-7d9f8b6c5d-x2k9p_{uid}"),
+            format!("media_home-dozzle-7d9f8b6c5d-x2k9p_{uid}"),
+        ];
+        for d in mine.iter().chain(&others) {
+            let c = dir.join(d).join("traefik");
+            std::fs::create_dir_all(&c).expect("mkdir");
+            std::fs::write(c.join("0.log"), "").expect("log");
+        }
+        let globs: Vec<String> = log_globs(&parent(), &stack().spec)
+            .iter()
+            .map(|g| g.replace(POD_LOGS, &dir.to_string_lossy()))
+            .collect();
+        let expected: BTreeSet<String> = mine
+            .iter()
+            .map(|d| format!("{}/{d}/traefik/0.log", dir.to_string_lossy()))
+            .collect();
+        // The shell of the logwatch sidecar.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("ls -1 {} 2>/dev/null; true", globs.join(" ")))
+            .output()
+            .expect("sh");
+        let listed: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(listed, expected, "sh");
+        // Python's glob, which fail2ban expands logpath with.
+        let script =
+            "import glob,sys\nfor g in sys.argv[1:]:\n    [print(p) for p in glob.glob(g)]\n";
+        match std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(&globs)
+            .output()
+        {
+            Ok(out) => {
+                let listed: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(String::from)
+                    .collect();
+                assert_eq!(listed, expected, "python glob");
+            }
+            Err(e) => assert!(
+                std::env::var_os("MEDIASTACK_REQUIRE_TOOLS").is_none(),
+                "python3 is required: {e}"
+            ),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cloudflare_ban_is_opt_in_with_the_token_from_a_secret() {
+        use crate::api::common::SecretRef;
+        use crate::api::mediastack::CloudflareBan;
+        let mut spec = stack().spec;
+        spec.security.fail2ban.cloudflare = Some(CloudflareBan {
+            zone_id: "0123456789abcdef0123456789abcdef".into(),
+            token_secret_ref: SecretRef {
+                name: "cloudflare-api".into(),
+            },
+        });
+        let objs = by_key(&objects(&parent(), &spec, &inputs()).expect("render"));
+        let jails = objs["ConfigMap/home-fail2ban"]["data"][JAIL_KEY]
+            .as_str()
+            .expect("jails")
+            .to_string();
+        for jail in [AUTH_JAIL, BOTSEARCH_JAIL] {
+            let line = format!(
+                "         cloudflare-token[cfzone=\"0123456789abcdef0123456789abcdef\", cftoken=\"$CF_API_TOKEN\", notes=\"mediastack-{}\"]",
+                chain_name(&parent(), jail)
+            );
+            assert!(jails.contains(&line), "{jails}");
+        }
+        let env =
+            &objs["DaemonSet/home-fail2ban"]["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert!(
+            env.as_array().expect("env").contains(&json!({
+                "name": "CF_API_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": "cloudflare-api", "key": "apiToken", "optional": false}}
+            })),
+            "{env}"
+        );
+        // The token value never enters the ConfigMap: only the variable's name.
+        assert!(
+            !objs["ConfigMap/home-fail2ban"]
+                .to_string()
+                .contains("apiToken")
         );
     }
 
