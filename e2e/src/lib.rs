@@ -222,6 +222,8 @@ pub fn api_message(e: &kube::Error) -> String {
 pub struct Operator {
     child: Option<tokio::process::Child>,
     pub metrics_url: Option<String>,
+    /// The process's log (stdout and stderr), when it runs here.
+    pub log_path: Option<PathBuf>,
 }
 
 impl Operator {
@@ -254,6 +256,7 @@ impl Operator {
             return Self {
                 child: None,
                 metrics_url: None,
+                log_path: None,
             };
         }
         Self::spawn_process(log_name, extra).await
@@ -270,10 +273,8 @@ impl Operator {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let log = std::fs::File::create(
-            std::env::temp_dir().join(format!("{log_name}-operator-{port}.log")),
-        )
-        .expect("log file");
+        let log_path = std::env::temp_dir().join(format!("{log_name}-operator-{port}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
         let mut cmd = tokio::process::Command::new(&bin);
         if let Some(kubeconfig) = operator_kubeconfig() {
             cmd.env("KUBECONFIG", kubeconfig);
@@ -313,6 +314,7 @@ impl Operator {
         Self {
             child: Some(child),
             metrics_url: Some(format!("{url}/metrics")),
+            log_path: Some(log_path),
         }
     }
 

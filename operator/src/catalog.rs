@@ -76,6 +76,12 @@ pub struct App {
     pub exporter: Option<Exporter>,
     /// Environment variable through which the app takes its API key, if it has one.
     pub api_key_env: Option<&'static str>,
+    /// Runs only behind a VpnGateway: the renderer refuses to render its
+    /// pod without the gluetun sidecar (`render::vpn::ensure_sidecar`).
+    pub vpn_only: bool,
+    /// Gets the qBittorrent config step that binds its session to the
+    /// tunnel interface (`render::vpn`).
+    pub binds_to_tunnel: bool,
 }
 
 const CONFIG: &[ConfigMount] = &[ConfigMount {
@@ -113,6 +119,8 @@ pub const APPS: &[App] = &[
         depends_on: &[],
         exporter: Some(Exporter::Native { path: "/metrics" }),
         api_key_env: None,
+        vpn_only: false,
+        binds_to_tunnel: false,
     },
     App {
         name: "jellyseerr",
@@ -132,6 +140,8 @@ pub const APPS: &[App] = &[
         depends_on: &["jellyfin"],
         exporter: None,
         api_key_env: None,
+        vpn_only: false,
+        binds_to_tunnel: false,
     },
     App {
         name: "sonarr",
@@ -152,6 +162,8 @@ pub const APPS: &[App] = &[
         depends_on: &[],
         exporter: Some(Exporter::Exportarr { port: 9707 }),
         api_key_env: Some("SONARR__AUTH__APIKEY"),
+        vpn_only: false,
+        binds_to_tunnel: false,
     },
     App {
         name: "radarr",
@@ -172,6 +184,8 @@ pub const APPS: &[App] = &[
         depends_on: &[],
         exporter: Some(Exporter::Exportarr { port: 9708 }),
         api_key_env: Some("RADARR__AUTH__APIKEY"),
+        vpn_only: false,
+        binds_to_tunnel: false,
     },
     App {
         name: "prowlarr",
@@ -188,6 +202,8 @@ pub const APPS: &[App] = &[
         depends_on: &[],
         exporter: Some(Exporter::Exportarr { port: 9710 }),
         api_key_env: Some("PROWLARR__AUTH__APIKEY"),
+        vpn_only: false,
+        binds_to_tunnel: false,
     },
     App {
         name: "bazarr",
@@ -209,6 +225,8 @@ pub const APPS: &[App] = &[
         depends_on: &[],
         exporter: Some(Exporter::Exportarr { port: 9712 }),
         api_key_env: None,
+        vpn_only: false,
+        binds_to_tunnel: false,
     },
     App {
         name: "qbittorrent",
@@ -229,6 +247,8 @@ pub const APPS: &[App] = &[
         depends_on: &[],
         exporter: Some(Exporter::Qbittorrent { port: 8090 }),
         api_key_env: None,
+        vpn_only: true,
+        binds_to_tunnel: true,
     },
     App {
         name: "dozzle",
@@ -245,6 +265,8 @@ pub const APPS: &[App] = &[
         depends_on: &[],
         exporter: None,
         api_key_env: None,
+        vpn_only: false,
+        binds_to_tunnel: false,
     },
     App {
         name: "dashboard",
@@ -261,6 +283,8 @@ pub const APPS: &[App] = &[
         depends_on: &[],
         exporter: None,
         api_key_env: None,
+        vpn_only: false,
+        binds_to_tunnel: false,
     },
 ];
 

@@ -92,7 +92,8 @@ watchNamespace.
 # Kubernetes lets the operator create a Role only if it holds every permission
 # in it itself. The rules below are held for that reason only; together with
 # the reads above they cover the Roles it renders.
-# Dozzle's Role (operator/src/render/dozzle.rs):
+# Dozzle's Role (operator/src/render/dozzle.rs); pods are also watched by the
+# operator itself (VPN consumer pods, for the VpnGateway's TunnelReady):
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]

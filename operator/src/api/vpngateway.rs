@@ -33,6 +33,11 @@ pub const DEFAULT_GLUETUN_IMAGE: &str = "qmcgaw/gluetun:v3.41.1";
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
+        name = "Tunnel",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"TunnelReady\")].status"
+    ),
+    printcolumn(
         name = "Port-Forwarding",
         type_ = "string",
         json_path = ".status.portForwarding"
@@ -50,6 +55,14 @@ pub const DEFAULT_GLUETUN_IMAGE: &str = "qmcgaw/gluetun:v3.41.1";
 #[x_kube(validation = kube::core::Rule::new(
     "self.provider != 'custom' || self.type == 'wireguard'"
 ).message("provider custom is supported with type: wireguard only"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.provider != 'custom' || has(self.endpoint)"
+).message("endpoint (ip and port of your WireGuard server) is required with provider custom"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.endpoint) || self.provider == 'custom'"
+).message("endpoint is only for provider custom: gluetun picks the provider's servers itself"))]
+#[x_kube(validation = kube::core::Rule::new(MULLVAD_TUNNEL_RULE)
+    .message("killSwitch.allowedSubnets must not overlap Mullvad's tunnel range 10.64.0.0/10 or fc00:bbbb:bbbb:bb01::/64"))]
 pub struct VpnGatewaySpec {
     /// VPN service provider (gluetun `VPN_SERVICE_PROVIDER`); `custom` for your own WireGuard server.
     pub provider: Provider,
@@ -57,10 +70,14 @@ pub struct VpnGatewaySpec {
     #[serde(rename = "type", default)]
     pub vpn_type: VpnType,
     /// Secret with the credentials. WireGuard: `privateKey` and `addresses`
-    /// (plus `publicKey`, `endpointIP` and `endpointPort` for `custom`;
-    /// optional `presharedKey`);
+    /// (plus `publicKey` for `custom`; optional `presharedKey`);
     /// OpenVPN: `username` and `password`.
     pub credentials_secret_ref: SecretRef,
+    /// `custom` provider only (and required there): the WireGuard server's
+    /// address and UDP port. Not a secret; the NetworkPolicy lets the pod
+    /// reach exactly this address and port outside the tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
     /// Server selection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub servers: Option<Servers>,
@@ -83,6 +100,42 @@ pub struct VpnGatewaySpec {
     /// Resources of the gluetun sidecar; the memory limit is at least 256Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+}
+
+/// CEL: with provider `mullvad`, no `allowedSubnets` entry overlaps
+/// Mullvad's documented tunnel ranges (two CIDRs overlap when one contains
+/// the other). Not applied to `clusterSubnets`: the default service range
+/// of kubeadm and kind (10.96.0.0/12) lies inside 10.64.0.0/10 without
+/// touching a device's address; cluster ranges are checked against the
+/// actual tunnel address from the Secret instead.
+const MULLVAD_TUNNEL_RULE: &str = "self.provider != 'mullvad' || !has(self.killSwitch) || \
+     !has(self.killSwitch.allowedSubnets) || self.killSwitch.allowedSubnets.all(c, !isCIDR(c) || \
+     ['10.64.0.0/10', 'fc00:bbbb:bbbb:bb01::/64'].all(t, \
+     cidr(c).ip().family() != cidr(t).ip().family() || \
+     !(cidr(c).containsCIDR(t) || cidr(t).containsCIDR(c))))";
+
+/// CEL: every entry of the list is inside one of the ranges that may stay
+/// outside the tunnel (RFC 1918, CGNAT 100.64.0.0/10, link-local, ULA
+/// fc00::/7); this also bounds the prefix (IPv4 at least /8, IPv6 at least /7).
+macro_rules! private_rule {
+    () => {
+        "self.all(c, !isCIDR(c) || ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', \
+         '100.64.0.0/10', '169.254.0.0/16', 'fc00::/7', 'fe80::/10'].exists(r, \
+         cidr(r).ip().family() == cidr(c).ip().family() && cidr(r).containsCIDR(c)))"
+    };
+}
+
+/// The server of a `custom` WireGuard gateway.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// IPv4 or IPv6 address of the server (gluetun `WIREGUARD_ENDPOINT_IP`).
+    #[x_kube(validation = kube::core::Rule::new("isIP(self)").message("endpoint.ip must be an IP address such as 203.0.113.7"))]
+    #[schemars(length(min = 2, max = 45))]
+    pub ip: String,
+    /// UDP port of the server (gluetun `WIREGUARD_ENDPOINT_PORT`).
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
 }
 
 fn default_image() -> String {
@@ -174,16 +227,21 @@ pub struct Servers {
 #[serde(rename_all = "camelCase")]
 pub struct KillSwitch {
     /// Subnets reachable outside the tunnel in addition to the cluster's pod
-    /// and service ranges, e.g. the LAN. Must not overlap the tunnel address.
+    /// and service ranges, e.g. the LAN. Only private ranges: inside
+    /// 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10,
+    /// 169.254.0.0/16, fc00::/7 or fe80::/10. Must not overlap the tunnel
+    /// address (nor, with Mullvad, its tunnel range 10.64.0.0/10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = kube::core::Rule::new("self.all(c, isCIDR(c))").message("allowedSubnets entries must be CIDRs such as 192.168.1.0/24"))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(c, !isCIDR(c) || cidr(c).prefixLength() >= 8)").message("allowedSubnets must not contain a default route or very wide range (prefix shorter than /8): that would bypass the tunnel"))]
+    #[x_kube(validation = kube::core::Rule::new(private_rule!()).message("killSwitch.allowedSubnets entries must lie inside a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, 169.254.0.0/16, fc00::/7, fe80::/10): a public range would bypass the tunnel"))]
     #[schemars(length(max = 32), inner(length(min = 1, max = 43)))]
     pub allowed_subnets: Vec<String>,
     /// The cluster's pod and service ranges. Discovered from the Nodes'
-    /// `podCIDRs` and the `ServiceCIDR` objects when unset.
+    /// `podCIDRs` and the `ServiceCIDR` objects when unset. Private ranges
+    /// only, like `allowedSubnets`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self.all(c, isCIDR(c))").message("clusterSubnets entries must be CIDRs such as 10.42.0.0/16"))]
+    #[x_kube(validation = kube::core::Rule::new(private_rule!()).message("killSwitch.clusterSubnets entries must lie inside a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, 169.254.0.0/16, fc00::/7, fe80::/10): a public range would bypass the tunnel"))]
     #[schemars(length(max = 32), inner(length(min = 1, max = 43)))]
     pub cluster_subnets: Option<Vec<String>>,
 }
@@ -205,7 +263,9 @@ pub struct VpnGatewayStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` (spec valid, Secret present with the needed keys), `Reconciling`, `Stalled`.
+    /// `Ready` (spec valid, Secret present with the needed keys),
+    /// `TunnelReady` (every consumer pod's gluetun is ready: the tunnel is
+    /// up), `PortForwarding`, `Reconciling`, `Stalled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -10,9 +10,11 @@ pub mod vpngateway;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
 
 use crate::render::RenderError;
 use crate::runtime::metrics::Metrics;
@@ -34,6 +36,9 @@ pub struct Context {
     pub policy: crate::policy::Policy,
     /// The fixed ClusterRole (from the chart) that cluster-scoped bindings use.
     pub node_reader_role: String,
+    /// Watch cache of the VPN consumer pods (label
+    /// `mediastack.io/vpn-consumer`), for the VpnGateway's `TunnelReady`.
+    pub consumer_pods: Option<Store<Pod>>,
 }
 
 impl Context {
@@ -50,6 +55,7 @@ impl Context {
             resync: Duration::from_secs(300),
             policy: crate::policy::Policy::default(),
             node_reader_role: crate::render::stack::DEFAULT_NODE_READER_ROLE.into(),
+            consumer_pods: None,
         }
     }
 }

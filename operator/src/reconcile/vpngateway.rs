@@ -1,6 +1,8 @@
 //! The VpnGateway controller: validates the gateway and its Secret and
-//! reports consumers and port forwarding. It writes only status: the
-//! sidecars are rendered by the MediaStack controller.
+//! reports consumers, whether their tunnels are up (`TunnelReady`, from the
+//! consumer pods' gluetun readiness in the watch cache) and port
+//! forwarding. It writes only status: the sidecars are rendered by the
+//! MediaStack controller.
 //!
 //! Deleting a gateway that is in use is allowed; its consumers fail closed
 //! (scaled to 0 with the sidecar kept in the pod template) until it is back.
@@ -8,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
@@ -95,6 +97,19 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
         ),
     });
 
+    if let Some(store) = &ctx.consumer_pods {
+        let pods: Vec<Arc<Pod>> = store
+            .state()
+            .into_iter()
+            .filter(|p| {
+                p.namespace().as_deref() == Some(ns.as_str())
+                    && p.metadata.deletion_timestamp.is_none()
+                    && p.annotations().get(vpn::GATEWAY_ANNOTATION) == Some(&name)
+            })
+            .collect();
+        conds.push(tunnel_ready(&pods));
+    }
+
     let old = gw.status.clone().unwrap_or_default();
     let new = VpnGatewayStatus {
         observed_generation: gw.metadata.generation,
@@ -129,4 +144,104 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
     } else {
         Duration::from_secs(30)
     }))
+}
+
+/// `TunnelReady`: true when there is at least one consumer pod and gluetun
+/// is ready (its health check passes: the tunnel works) in every one of
+/// them. Names the pods whose tunnel is down; never reads a Secret.
+pub fn tunnel_ready(pods: &[Arc<Pod>]) -> status::Cond {
+    if pods.is_empty() {
+        return status::Cond::new(
+            "TunnelReady",
+            false,
+            "NoConsumerPods",
+            "No consumer pod is running, so no tunnel is up (a blocked consumer is held at 0 replicas)",
+        );
+    }
+    let mut down: Vec<String> = pods
+        .iter()
+        .filter(|p| !gluetun_ready(p))
+        .map(|p| p.name_any())
+        .collect();
+    down.sort();
+    if down.is_empty() {
+        status::Cond::new(
+            "TunnelReady",
+            true,
+            "Connected",
+            format!(
+                "gluetun reports the tunnel healthy in {} consumer pod(s)",
+                pods.len()
+            ),
+        )
+    } else {
+        status::Cond::new(
+            "TunnelReady",
+            false,
+            "NotConnected",
+            format!(
+                "gluetun's health check fails in {} of {} consumer pod(s) ({}): the tunnel is not up; \
+                 check the credentials and `kubectl logs <pod> -c {}`",
+                down.len(),
+                pods.len(),
+                down.join(", "),
+                vpn::CONTAINER_NAME
+            ),
+        )
+    }
+}
+
+/// Whether the pod's gluetun sidecar (a native sidecar: an init container
+/// status) is ready.
+fn gluetun_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.name == vpn::CONTAINER_NAME && c.ready)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(name: &str, gluetun: Option<bool>) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            status: Some(PodStatus {
+                init_container_statuses: gluetun.map(|ready| {
+                    vec![ContainerStatus {
+                        name: "gluetun".into(),
+                        ready,
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn tunnel_ready_needs_a_ready_gluetun_in_every_consumer_pod() {
+        let none = tunnel_ready(&[]);
+        assert!(!none.status);
+        assert_eq!(none.reason, "NoConsumerPods");
+
+        let up = tunnel_ready(&[pod("a", Some(true)), pod("b", Some(true))]);
+        assert!(up.status, "{up:?}");
+        assert_eq!(up.reason, "Connected");
+
+        let down = tunnel_ready(&[pod("a", Some(true)), pod("b", Some(false)), pod("c", None)]);
+        assert!(!down.status);
+        assert_eq!(down.reason, "NotConnected");
+        assert!(down.message.contains("2 of 3"), "{}", down.message);
+        assert!(down.message.contains("b, c"), "{}", down.message);
+    }
 }

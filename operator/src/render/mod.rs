@@ -112,6 +112,10 @@ pub enum RenderError {
     Serialize(#[source] serde_json::Error),
     #[error("invalid spec: {0}")]
     Invalid(String),
+    /// A VPN-only app would be rendered without its VPN sidecar: nothing is
+    /// applied for the stack.
+    #[error("apps.{app} runs only behind a VpnGateway: set apps.{app}.vpn.gatewayRef")]
+    VpnRequired { app: String },
 }
 
 /// What a VPN consumer may use, resolved by the reconciler from the

@@ -57,6 +57,7 @@ pub fn render(
                 &mut objs.deployment,
                 &resolution,
                 &inputs.cluster_subnets,
+                spec.monitoring.enabled,
             )?;
             out.children.push(super::vpn::network_policy(
                 parent,
@@ -77,6 +78,7 @@ pub fn render(
         {
             out.generated_secrets.push(secret);
         }
+        super::vpn::ensure_sidecar(app, &objs.deployment)?;
         out.children.extend(objs.into_children()?);
     }
     out.children.extend(super::dozzle::objects(parent, spec)?);

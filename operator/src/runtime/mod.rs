@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use futures::{StreamExt, future};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 use crate::api::{IngressRoute, MediaStack, VpnGateway};
 use crate::reconcile::{self, Context, Error};
 use crate::render::meta::MANAGER;
+use crate::render::vpn;
 use metrics::Metrics;
 use server::Health;
 
@@ -183,8 +184,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ctx.policy = settings.policy.clone();
     ctx.node_reader_role = settings.node_reader_role.clone();
     info!(policy = ?ctx.policy, "admin policy");
-    let ctx = Arc::new(ctx);
     let ns = &settings.namespace;
+    // VPN consumer pods, cached for the VpnGateway's TunnelReady: every
+    // change re-runs the gateway controller (after the cache has it).
+    let (pod_store, pod_writer) = kube::runtime::reflector::store::<Pod>();
+    ctx.consumer_pods = Some(pod_store);
+    let pod_events = kube::runtime::reflector(
+        pod_writer,
+        watcher(
+            api::<Pod>(&client, ns),
+            watcher::Config::default().labels(&format!("{}=true", vpn::CONSUMER_LABEL)),
+        )
+        .default_backoff(),
+    )
+    .touched_objects()
+    .filter_map(|r| future::ready(r.ok().map(|_| ())));
+    let ctx = Arc::new(ctx);
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
 
@@ -380,6 +395,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             )
         });
     let c2 = gateways
+        .reconcile_all_on(pod_events)
         .graceful_shutdown_on(shutdown.clone())
         .run(
             reconcile::vpngateway::reconcile,

@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, PodSpec, Probe,
     ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort,
-    TCPSocketAction, VolumeMount,
+    TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -34,12 +34,6 @@ pub const EXPORTER_CONTAINER: &str = "exporter";
 /// Name of the exporter's container port and of the Service port.
 pub const METRICS_PORT: &str = "metrics";
 
-/// The init container that turns on qBittorrent's localhost bypass.
-const LOCALHOST_AUTH_CONTAINER: &str = "qbittorrent-localhost-auth";
-/// The VPN sidecar (`vpn`), first of the init containers when present.
-const GLUETUN_CONTAINER: &str = "gluetun";
-/// Where the app container mounts its config directory.
-const CONFIG_DIR: &str = "/config";
 /// Unprivileged user of the exporters (static Go binaries).
 const NOBODY: i64 = 65534;
 
@@ -186,11 +180,12 @@ fn app_key_env(key: KeyEnv, generated: &EnvVarSource) -> Vec<EnvVar> {
 
 /// Adds the qBittorrent exporter. It logs in to the WebUI over the pod's
 /// loopback; qBittorrent's "bypass authentication for clients on localhost"
-/// (`WebUI\LocalHostAuth=false`) lets it in without a password, and an init
-/// container turns that on before qBittorrent starts (the linuxserver image
-/// offers no environment variable for it, and its WebUI password is
-/// random until the user sets one). Only processes inside the pod are on
-/// its loopback: Traefik and everything else still log in.
+/// (`WebUI\LocalHostAuth=false`) lets it in without a password. The VPN's
+/// qBittorrent config step (`vpn`, init container `qbittorrent-config`)
+/// turns that on before qBittorrent starts when monitoring is enabled (the
+/// linuxserver image offers no environment variable for it, and its WebUI
+/// password is random until the user sets one). Only processes inside the
+/// pod are on its loopback: Traefik and everything else still log in.
 pub(super) fn attach_qbittorrent(
     app: &App,
     port: u16,
@@ -198,17 +193,6 @@ pub(super) fn attach_qbittorrent(
     service: &mut Service,
 ) {
     let pod = pod_spec_mut(deployment);
-    if let Some(init) = localhost_auth_init(pod, app) {
-        let inits = pod.init_containers.get_or_insert_with(Vec::new);
-        inits.retain(|c| c.name != init.name);
-        // Nothing runs before the VPN sidecar (`vpn` keeps it first), so
-        // right after it, or first in a pod without VPN.
-        let at = inits
-            .iter()
-            .position(|c| c.name == GLUETUN_CONTAINER)
-            .map_or(0, |i| i + 1);
-        inits.insert(at, init);
-    }
     let exporter = Container {
         name: EXPORTER_CONTAINER.into(),
         image: Some(QBITTORRENT_EXPORTER_IMAGE.into()),
@@ -234,67 +218,6 @@ pub(super) fn attach_qbittorrent(
     };
     set_container(&mut pod.containers, exporter);
     set_service_port(service, port);
-}
-
-/// Sets `WebUI\LocalHostAuth=false` in linuxserver's
-/// `/config/qBittorrent/qBittorrent.conf`, creating the file from the
-/// image's defaults on a fresh volume (as the image's own init does).
-/// Idempotent; POSIX sh, GNU and busybox sed and grep.
-const LOCALHOST_AUTH_SCRIPT: &str = r#"set -eu
-conf=/config/qBittorrent/qBittorrent.conf
-mkdir -p /config/qBittorrent
-if [ ! -f "$conf" ]; then
-  if [ -f /defaults/qBittorrent.conf ]; then cp /defaults/qBittorrent.conf "$conf"; else : > "$conf"; fi
-fi
-if grep -q '^WebUI\\LocalHostAuth=' "$conf"; then
-  sed -i 's/^WebUI\\LocalHostAuth=.*/WebUI\\LocalHostAuth=false/' "$conf"
-elif grep -q '^\[Preferences\]' "$conf"; then
-  sed -i 's/^\[Preferences\]$/&\nWebUI\\LocalHostAuth=false/' "$conf"
-else
-  printf '\n[Preferences]\nWebUI\\LocalHostAuth=false\n' >> "$conf"
-fi
-"#;
-
-/// The init container running [`LOCALHOST_AUTH_SCRIPT`] with the app's image
-/// and its config mount; `None` when the app container mounts no `/config`.
-fn localhost_auth_init(pod: &mut PodSpec, app: &App) -> Option<Container> {
-    let container = app_container_mut(pod, app)?;
-    let mount: VolumeMount = container
-        .volume_mounts
-        .as_ref()?
-        .iter()
-        .find(|m| m.mount_path == CONFIG_DIR)?
-        .clone();
-    let image = container
-        .image
-        .clone()
-        .unwrap_or_else(|| app.image.to_string());
-    Some(Container {
-        name: LOCALHOST_AUTH_CONTAINER.into(),
-        image: Some(image),
-        image_pull_policy: Some("IfNotPresent".into()),
-        command: Some(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            LOCALHOST_AUTH_SCRIPT.into(),
-        ]),
-        volume_mounts: Some(vec![mount]),
-        resources: Some(exporter_resources("64Mi")),
-        // Root, as the linuxserver image itself starts: the file belongs to
-        // PUID and the image's init chowns /config back at every start.
-        security_context: Some(SecurityContext {
-            run_as_user: Some(0),
-            run_as_non_root: Some(false),
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: Some(vec!["CHOWN".into(), "DAC_OVERRIDE".into(), "FOWNER".into()]),
-            }),
-            ..SecurityContext::default()
-        }),
-        ..Container::default()
-    })
 }
 
 fn pod_spec_mut(deployment: &mut Deployment) -> &mut PodSpec {

@@ -327,8 +327,8 @@ fn qbittorrent_exporter_failing(ctx: &Ctx, source: &Source) -> Alert {
              the WebUI API, or Prometheus cannot reach the exporter. The exporter logs in over \
              the pod's loopback and relies on qBittorrent's 'Bypass authentication for clients \
              on localhost' (WebUI\\LocalHostAuth=false), which the init container \
-             qbittorrent-localhost-auth sets before every start. Check: `kubectl -n {ns} logs \
-             deploy/{stack}-{app} -c exporter` (and `-c qbittorrent-localhost-auth`). \
+             qbittorrent-config sets before every start. Check: `kubectl -n {ns} logs \
+             deploy/{stack}-{app} -c exporter` (and `-c qbittorrent-config`). \
              'Authentication Error' or 403: the bypass was turned off in the WebUI since the \
              last start, or qBittorrent banned 127.0.0.1 after failed logins; restart the pod \
              (`kubectl -n {ns} rollout restart deploy/{stack}-{app}`). Refused connection: \

@@ -4,10 +4,19 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Subnets shorter than this prefix are never reachable outside the tunnel:
-/// they would route most of the internet around it (the same bound as the
-/// CRD's CEL rule on `allowedSubnets`).
-pub const MIN_PREFIX: u8 = 8;
+/// The only ranges a subnet kept outside the tunnel may lie in (the same
+/// list as the CRD's CEL rule on `allowedSubnets` / `clusterSubnets`):
+/// RFC 1918, CGNAT (RFC 6598), link-local and ULA (RFC 4193). Lying inside
+/// one of them also bounds the prefix: IPv4 at least /8, IPv6 at least /7.
+pub const PRIVATE_RANGES: [&str; 7] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+];
 
 /// A subnet in canonical form: the host bits of `addr` are zero, so two
 /// spellings of one subnet compare equal. Orders IPv4 before IPv6, then by
@@ -57,10 +66,13 @@ impl Cidr {
         self.prefix
     }
 
-    /// Wider than [`MIN_PREFIX`]: too much of the address space to leave
-    /// outside the tunnel.
-    pub fn is_too_wide(&self) -> bool {
-        self.prefix < MIN_PREFIX
+    /// Not inside one of [`PRIVATE_RANGES`]: a public range (or one wider
+    /// than a private range) that must never bypass the tunnel.
+    pub fn is_public(&self) -> bool {
+        !PRIVATE_RANGES
+            .iter()
+            .filter_map(|r| Cidr::parse(r))
+            .any(|r| r.contains(self))
     }
 
     /// Whether `addr` lies in this subnet.
@@ -175,12 +187,37 @@ mod tests {
     }
 
     #[test]
-    fn too_wide_below_slash_8() {
-        assert!(c("0.0.0.0/0").is_too_wide());
-        assert!(c("0.0.0.0/1").is_too_wide());
-        assert!(c("2000::/3").is_too_wide());
-        assert!(!c("10.0.0.0/8").is_too_wide());
-        assert!(!c("fd00::/8").is_too_wide());
+    fn only_private_ranges_are_not_public() {
+        for public in [
+            "0.0.0.0/0",
+            "0.0.0.0/1",
+            "1.0.0.0/8",
+            "8.8.8.0/24",
+            "10.0.0.0/7",
+            "172.32.0.0/16",
+            "100.128.0.0/16",
+            "2000::/8",
+            "2000::/3",
+            "::/0",
+            "fc00::/6",
+            "::ffff:10.0.0.0/104",
+        ] {
+            assert!(c(public).is_public(), "{public}");
+        }
+        for private in [
+            "10.0.0.0/8",
+            "10.42.0.0/16",
+            "172.16.0.0/12",
+            "172.31.255.0/24",
+            "192.168.1.0/24",
+            "100.64.0.0/10",
+            "169.254.0.0/16",
+            "fc00::/7",
+            "fd00:10:96::/112",
+            "fe80::/10",
+        ] {
+            assert!(!c(private).is_public(), "{private}");
+        }
     }
 
     #[test]

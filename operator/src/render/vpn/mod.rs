@@ -2,21 +2,32 @@
 //! kill switch. See `docs/vpn.md` for the design and how to verify it.
 //!
 //! The rule above all: a consumer never runs without its gluetun sidecar,
-//! and a broken VPN configuration fails closed. The kill switch has layers:
+//! and a broken VPN configuration fails closed. The kill switch has layers,
+//! each meant to hold when another fails:
 //!
-//! 1. **Start order.** gluetun is the first `initContainers` entry with
-//!    `restartPolicy: Always` (a native sidecar), so the kubelet starts the
-//!    app containers only after gluetun's startup probe passes, which needs
-//!    a working tunnel. No leak window at start; a gluetun restart (liveness)
-//!    restarts gluetun alone, in the pod's unchanged network namespace.
-//! 2. **gluetun's firewall**, pinned on: outbound only through the tunnel,
+//! 1. **Bound to the tunnel.** qBittorrent's config step
+//!    ([`CONFIG_CONTAINER`]) binds its session to [`TUNNEL_INTERFACE`].
+//! 2. **Start order and restarts.** gluetun is the first `initContainers`
+//!    entry with `restartPolicy: Always` (a native sidecar), so the kubelet
+//!    starts the app containers only after gluetun's startup probe passes,
+//!    which needs a working tunnel; the app's liveness probe fails while
+//!    gluetun's health server does not answer healthy, so the app container
+//!    is restarted rather than outliving a broken tunnel.
+//! 3. **gluetun's firewall**, pinned on: outbound only through the tunnel,
 //!    except `FIREWALL_OUTBOUND_SUBNETS` (cluster ranges + allowed subnets).
-//! 3. **A NetworkPolicy** ([`network_policy`]), enforced outside the pod.
-//! 4. **Fail closed.** When the gateway is missing or invalid
-//!    ([`VpnResolution::Unavailable`]), or the cluster ranges are unusable,
-//!    the Deployment has 0 replicas, the pod template keeps the sidecar with
-//!    the firewall on and a startup probe that never passes, the policy
-//!    denies all traffic, and the template says why in
+//! 4. **A NetworkPolicy** ([`network_policy`]), enforced outside the pod:
+//!    only the protocol's transport to the provider's port (a `custom`
+//!    server: its exact endpoint), cluster DNS and the allowed subnets.
+//! 5. **Private ranges only** bypass the tunnel (CRD rules, re-checked
+//!    here), and never a provider's documented tunnel range.
+//! 6. **Render-level fail closed** ([`ensure_sidecar`]): a VPN-only app is
+//!    never rendered without the sidecar.
+//! 7. **gluetun's own servers** (health, control) listen on loopback only.
+//! 8. **Fail closed.** When the gateway is missing or invalid
+//!    ([`VpnResolution::Unavailable`]), or a range or the endpoint is
+//!    unusable, the Deployment has 0 replicas, the pod template keeps the
+//!    sidecar with the firewall on and a startup probe that never passes,
+//!    the policy denies all traffic, and the template says why in
 //!    `mediastack.io/vpn-blocked`.
 //!
 //! Credentials reach gluetun as `secretKeyRef` environment variables, never
@@ -32,6 +43,7 @@
 
 mod cidr;
 mod policy;
+mod qbittorrent;
 mod sidecar;
 #[cfg(test)]
 mod tests;
@@ -47,13 +59,15 @@ use super::{Child, GeneratedSecret, RenderError, VpnResolution};
 use crate::api::VpnGateway;
 use crate::catalog::App;
 
+pub use self::qbittorrent::{CONFIG_CONTAINER, SAVE_PATH, TEMP_PATH};
 pub use self::sidecar::{
     CONTAINER_NAME, CONTROL_DIR, CONTROL_FILE, CONTROL_PORT, HEALTH_PORT, MIN_MEMORY,
+    TUNNEL_INTERFACE,
 };
 pub use self::validate::{
-    Invalid, KEY_ADDRESSES, KEY_ENDPOINT_IP, KEY_ENDPOINT_PORT, KEY_PASSWORD, KEY_PRESHARED_KEY,
-    KEY_PRIVATE_KEY, KEY_PUBLIC_KEY, KEY_USERNAME, check_cluster_subnets, reason, required_keys,
-    resolution_hash, resolve, resolve_for_cluster, validate,
+    Invalid, KEY_ADDRESSES, KEY_PASSWORD, KEY_PRESHARED_KEY, KEY_PRIVATE_KEY, KEY_PUBLIC_KEY,
+    KEY_USERNAME, check_cluster_subnets, custom_endpoint, provider_tunnel_ranges, reason,
+    required_keys, resolution_hash, resolve, resolve_for_cluster, validate,
 };
 
 /// Pod-template annotation with [`resolution_hash`]: a change to the
@@ -61,6 +75,12 @@ pub use self::validate::{
 pub const HASH_ANNOTATION: &str = "mediastack.io/vpn-hash";
 /// Pod-template annotation with the reason the consumer is held closed.
 pub const BLOCKED_ANNOTATION: &str = "mediastack.io/vpn-blocked";
+/// Pod-template label of every VPN consumer pod; the VpnGateway controller
+/// watches pods by it (for `TunnelReady`).
+pub const CONSUMER_LABEL: &str = "mediastack.io/vpn-consumer";
+/// Pod-template annotation naming the consumer's VpnGateway (names may be
+/// longer than a label value allows).
+pub const GATEWAY_ANNOTATION: &str = "mediastack.io/vpn-gateway";
 /// Key of the control Secret's random API key.
 pub const CONTROL_API_KEY: &str = "apikey";
 
@@ -81,16 +101,18 @@ struct Plan<'a> {
     /// `Some(reason)`: fail closed.
     blocked: Option<String>,
     /// The cluster ranges in effect (`killSwitch.clusterSubnets`, else the
-    /// discovered ones): valid, no wider than /8, canonical.
+    /// discovered ones): valid, private, canonical.
     cluster: Vec<Cidr>,
-    /// `killSwitch.allowedSubnets`: valid, no wider than /8, canonical.
+    /// `killSwitch.allowedSubnets`: valid, private, canonical.
     allowed: Vec<Cidr>,
 }
 
 impl<'a> Plan<'a> {
     /// Decides from the resolution and re-checks what the renderer is given:
-    /// a `Ready` resolution with an unusable subnet, or with no cluster range
-    /// at all, is still rendered closed.
+    /// a `Ready` resolution with an unusable subnet (not a CIDR, public, an
+    /// allowed one in the provider's tunnel range), with no cluster range at
+    /// all, or a
+    /// `custom` gateway without a usable endpoint, is still rendered closed.
     fn new(resolution: &'a VpnResolution, cluster_subnets: &[String]) -> Self {
         let (gateway, hash, mut blocked) = match resolution {
             VpnResolution::Ready { gateway, hash, .. } => {
@@ -106,11 +128,24 @@ impl<'a> Plan<'a> {
         let allowed_raw = gateway
             .map(|g| g.spec.kill_switch.allowed_subnets.as_slice())
             .unwrap_or_default();
-        let (cluster, cluster_problem) = usable(cluster_raw);
-        let (allowed, allowed_problem) = usable(allowed_raw);
+        let tunnel: Vec<Cidr> = gateway
+            .map(|g| provider_tunnel_ranges(g.spec.provider))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| Cidr::parse(r))
+            .collect();
+        let (cluster, cluster_problem) = usable(cluster_raw, &[]);
+        let (allowed, allowed_problem) = usable(allowed_raw, &tunnel);
+        let endpoint_problem = gateway
+            .filter(|g| {
+                g.spec.provider == crate::api::vpngateway::Provider::Custom
+                    && custom_endpoint(g).is_none()
+            })
+            .map(|_| reason::ENDPOINT_INVALID);
         if blocked.is_none() {
             blocked = cluster_problem
                 .or(allowed_problem)
+                .or(endpoint_problem)
                 .or(cluster
                     .is_empty()
                     .then_some(reason::CLUSTER_SUBNETS_UNKNOWN))
@@ -139,16 +174,20 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// The usable subnets of `raw`, and the reason of the first unusable one.
-fn usable(raw: &[String]) -> (Vec<Cidr>, Option<&'static str>) {
+/// The usable subnets of `raw` (private, outside `tunnel`), and the reason
+/// of the first unusable one.
+fn usable(raw: &[String], tunnel: &[Cidr]) -> (Vec<Cidr>, Option<&'static str>) {
     let mut problem = None;
     let mut out = Vec::new();
     for s in raw {
         match Cidr::parse(s) {
-            Some(c) if !c.is_too_wide() => out.push(c),
-            Some(_) => {
-                problem = problem.or(Some(reason::SUBNET_TOO_WIDE));
+            Some(c) if c.is_public() => {
+                problem = problem.or(Some(reason::SUBNET_NOT_PRIVATE));
             }
+            Some(c) if tunnel.iter().any(|t| t.overlaps(&c)) => {
+                problem = problem.or(Some(reason::SUBNET_OVERLAPS_TUNNEL));
+            }
+            Some(c) => out.push(c),
             None => problem = problem.or(Some(reason::INVALID_SUBNET)),
         }
     }
@@ -174,12 +213,21 @@ fn usable(raw: &[String]) -> (Vec<Cidr>, Option<&'static str>) {
 /// `Unavailable` resolution, and for a `Ready` one whose cluster ranges are
 /// empty, not CIDRs or wider than /8. Never leaves the pod without the
 /// sidecar.
+///
+/// Also, for the consumer's own container: a liveness probe that fails when
+/// gluetun's health server does not answer healthy
+/// (`sidecar::consumer_liveness_probe`); for qBittorrent the config step
+/// ([`CONFIG_CONTAINER`], right after gluetun) that binds its session to
+/// [`TUNNEL_INTERFACE`]. `monitoring`: the stack's exporter logs in over
+/// loopback (qBittorrent's localhost bypass is turned on, as it is for
+/// port forwarding).
 pub fn inject(
     parent: &Parent,
     app: &App,
     deployment: &mut Deployment,
     vpn: &VpnResolution,
     cluster_subnets: &[String],
+    monitoring: bool,
 ) -> Result<(), RenderError> {
     let plan = Plan::new(vpn, cluster_subnets);
     let control = control_secret_name(parent, app);
@@ -192,15 +240,33 @@ pub fn inject(
     init.retain(|c| c.name != CONTAINER_NAME);
     init.insert(0, gluetun);
 
+    if app.binds_to_tunnel {
+        let localhost_auth =
+            monitoring || plan.gateway.is_some_and(sidecar::port_forwarding_active);
+        if let Some(step) = qbittorrent::config_init(pod, app, localhost_auth) {
+            qbittorrent::insert(pod, step);
+        }
+    }
+    if let Some(c) = pod.containers.iter_mut().find(|c| c.name == app.name) {
+        c.liveness_probe = Some(sidecar::consumer_liveness_probe(app.port));
+    }
+
     let ours = sidecar::volumes(&plan, &control);
     let volumes = pod.volumes.get_or_insert_with(Vec::new);
     volumes.retain(|v| v.name != sidecar::TUN_VOLUME && v.name != sidecar::CONTROL_VOLUME);
     volumes.extend(ours);
 
     let meta = template.metadata.get_or_insert_with(Default::default);
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(CONSUMER_LABEL.into(), "true".into());
     let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
     annotations.remove(HASH_ANNOTATION);
     annotations.remove(BLOCKED_ANNOTATION);
+    annotations.remove(GATEWAY_ANNOTATION);
+    if let Some(gw) = plan.gateway {
+        annotations.insert(GATEWAY_ANNOTATION.into(), kube::ResourceExt::name_any(gw));
+    }
     match (&plan.blocked, plan.hash) {
         (None, Some(hash)) if plan.is_open() => {
             annotations.insert(HASH_ANNOTATION.into(), hash.into());
@@ -221,15 +287,40 @@ pub fn inject(
     Ok(())
 }
 
-/// The consumer pod's NetworkPolicy `<stack>-<app>-vpn`, the second layer of
+/// Render-level fail closed: a VPN-only app (`App::vpn_only`) is never
+/// rendered without its gluetun sidecar, whatever the API server let
+/// through (an object stored before the CRD's rule, a CRD not upgraded).
+/// `Err(RenderError::VpnRequired)` unless the pod's first init container is
+/// gluetun as a native sidecar.
+pub fn ensure_sidecar(app: &App, deployment: &Deployment) -> Result<(), RenderError> {
+    if !app.vpn_only {
+        return Ok(());
+    }
+    let first = deployment
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|p| p.init_containers.as_ref())
+        .and_then(|i| i.first());
+    match first {
+        Some(c) if c.name == CONTAINER_NAME && c.restart_policy.as_deref() == Some("Always") => {
+            Ok(())
+        }
+        _ => Err(RenderError::VpnRequired {
+            app: app.name.to_string(),
+        }),
+    }
+}
+
+/// The consumer pod's NetworkPolicy `<stack>-<app>-vpn`, the backstop of
 /// the kill switch (enforced by the CNI, outside the pod):
 ///
-/// - egress: the VPN transport (UDP 51820 for providers whose WireGuard
-///   servers all use it, else UDP, or UDP and TCP for OpenVPN) to any
-///   address except the cluster ranges and private/link-local ranges (all
-///   providers' servers are public; a `custom` server may be private, so
-///   only link-local is excluded for it); DNS to kube-dns (UDP/TCP 53); the
-///   allowed subnets;
+/// - egress: the VPN transport, UDP to one port: a `custom` server's exact
+///   `spec.endpoint`; else the provider's WireGuard or OpenVPN UDP port
+///   (gluetun's defaults) to public IPv4 addresses (the cluster and
+///   private ranges cut out); no IPv6 unless configured (an IPv6 endpoint
+///   or allowed subnet); DNS to kube-dns (UDP/TCP 53); the allowed subnets;
 /// - ingress: the input ports (`spec.inputPorts`, else the web UI port) from
 ///   pods of the namespace and the allowed subnets; the exporter port from
 ///   any namespace;

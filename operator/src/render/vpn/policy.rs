@@ -1,6 +1,6 @@
-//! The consumer pod's NetworkPolicy: the kill switch's second layer,
-//! enforced by the CNI outside the pod, so it holds even if gluetun's
-//! firewall inside the pod is gone.
+//! The consumer pod's NetworkPolicy: the kill switch's backstop, enforced
+//! by the CNI outside the pod, so it holds even if gluetun's firewall
+//! inside the pod is gone.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::Plan;
 use super::cidr::{Cidr, minimal_cover};
 use super::sidecar::{exporter_port, policy_ports};
+use super::validate::custom_endpoint;
 use crate::api::VpnGateway;
 use crate::api::vpngateway::{Provider, VpnType};
 use crate::catalog::App;
@@ -22,29 +23,67 @@ use crate::render::meta::Parent;
 /// Name suffix of the policy: `<stack>-<app>-vpn`.
 pub const SUFFIX: &str = "vpn";
 
-/// Providers whose WireGuard servers all listen on UDP 51820 in gluetun's
-/// server data (the port cannot be chosen through a VpnGateway).
-const WIREGUARD_51820: [Provider; 4] = [
-    Provider::Mullvad,
-    Provider::Nordvpn,
-    Provider::Protonvpn,
-    Provider::Surfshark,
-];
+/// The UDP port gluetun connects to with WireGuard, per provider: gluetun's
+/// default WireGuard port of the provider (`internal/provider/*/connection.go`;
+/// a VpnGateway cannot choose another). `None`: gluetun has no WireGuard
+/// support for the provider, nothing is let out and the tunnel cannot come
+/// up (fail closed).
+pub(super) fn wireguard_port(provider: Provider) -> Option<u16> {
+    match provider {
+        Provider::Airvpn => Some(1637),
+        Provider::Fastestvpn
+        | Provider::Mullvad
+        | Provider::Nordvpn
+        | Provider::Protonvpn
+        | Provider::Surfshark => Some(51820),
+        Provider::Ivpn => Some(58237),
+        Provider::Windscribe => Some(1194),
+        _ => None,
+    }
+}
+
+/// The UDP ports gluetun connects to with OpenVPN (pinned to UDP by
+/// `OPENVPN_PROTOCOL=udp`), per provider: gluetun's default OpenVPN UDP
+/// port of the provider (`internal/provider/*/connection.go`). Private
+/// Internet Access: 1198 with the `normal` encryption preset, 1197 with
+/// `strong`. Empty: no OpenVPN (Mullvad, custom; refused by the CRD).
+pub(super) fn openvpn_udp_ports(provider: Provider) -> &'static [u16] {
+    match provider {
+        Provider::Airvpn
+        | Provider::Ivpn
+        | Provider::Nordvpn
+        | Provider::Privado
+        | Provider::Privatevpn
+        | Provider::Protonvpn
+        | Provider::Surfshark
+        | Provider::Windscribe => &[1194],
+        Provider::Cyberghost
+        | Provider::Giganews
+        | Provider::Ipvanish
+        | Provider::PerfectPrivacy
+        | Provider::Vyprvpn => &[443],
+        Provider::Expressvpn => &[1195],
+        Provider::Fastestvpn => &[4443],
+        Provider::Hidemyass => &[553],
+        Provider::PrivateInternetAccess => &[1197, 1198],
+        Provider::Purevpn => &[53],
+        Provider::Torguard => &[1912],
+        Provider::VpnSecure => &[1282],
+        Provider::VpnUnlimited => &[1197],
+        Provider::Mullvad | Provider::Custom => &[],
+    }
+}
 
 /// Private, shared and link-local ranges: never a provider's VPN server, so
 /// they are cut out of the "internet" egress rule (link-local also covers
-/// cloud metadata endpoints). A `custom` server may be private, so for it
-/// only link-local is cut.
-const PRIVATE: [&str; 7] = [
+/// cloud metadata endpoints).
+const PRIVATE: [&str; 5] = [
     "10.0.0.0/8",
     "100.64.0.0/10",
     "169.254.0.0/16",
     "172.16.0.0/12",
     "192.168.0.0/16",
-    "fc00::/7",
-    "fe80::/10",
 ];
-const LINK_LOCAL: [&str; 2] = ["169.254.0.0/16", "fe80::/10"];
 
 pub(super) fn build(parent: &Parent, app: &App, plan: &Plan<'_>) -> NetworkPolicy {
     let name = parent.child_name(&format!("{}-{SUFFIX}", app.name));
@@ -67,43 +106,28 @@ pub(super) fn build(parent: &Parent, app: &App, plan: &Plan<'_>) -> NetworkPolic
     }
 }
 
-/// Out: (a) the VPN transport to addresses outside the cluster and private
-/// ranges, (b) cluster DNS, (c) the allowed subnets.
+/// Out: (a) the VPN transport, (b) cluster DNS, (c) the allowed subnets.
+///
+/// (a) is UDP only, to the port of the protocol and provider
+/// ([`wireguard_port`], [`openvpn_udp_ports`]): for a `custom` server
+/// exactly `spec.endpoint` (its address, `/32` or `/128`, and port); for a
+/// provider any public IPv4 address (the servers' addresses change with
+/// gluetun's server list), except the cluster and private ranges. IPv6 is
+/// let out only where it is configured explicitly: an IPv6 `custom`
+/// endpoint, or IPv6 allowed subnets.
 fn egress(gw: &VpnGateway, plan: &Plan<'_>) -> Vec<NetworkPolicyEgressRule> {
-    let fixed: &[&str] = if gw.spec.provider == Provider::Custom {
-        &LINK_LOCAL
-    } else {
-        &PRIVATE
-    };
-    let mut cut: Vec<Cidr> = plan.cluster.clone();
-    cut.extend(fixed.iter().filter_map(|s| Cidr::parse(s)));
-    let cut = minimal_cover(cut);
-    let internet = |all: &str, v4: bool| NetworkPolicyPeer {
-        ip_block: Some(IPBlock {
-            cidr: all.into(),
-            except: Some(
-                cut.iter()
-                    .filter(|c| c.is_ipv4() == v4 && c.prefix() > 0)
-                    .map(ToString::to_string)
-                    .collect(),
-            ),
-        }),
-        ..Default::default()
-    };
-    let mut rules = vec![
-        NetworkPolicyEgressRule {
-            to: Some(vec![internet("0.0.0.0/0", true), internet("::/0", false)]),
-            ports: Some(tunnel_ports(gw)),
-        },
-        NetworkPolicyEgressRule {
-            to: Some(vec![NetworkPolicyPeer {
-                namespace_selector: Some(labels("kubernetes.io/metadata.name", "kube-system")),
-                pod_selector: Some(labels("k8s-app", "kube-dns")),
-                ip_block: None,
-            }]),
-            ports: Some(vec![port("UDP", Some(53)), port("TCP", Some(53))]),
-        },
-    ];
+    let mut rules = Vec::new();
+    if let Some(rule) = transport(gw, plan) {
+        rules.push(rule);
+    }
+    rules.push(NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(labels("kubernetes.io/metadata.name", "kube-system")),
+            pod_selector: Some(labels("k8s-app", "kube-dns")),
+            ip_block: None,
+        }]),
+        ports: Some(vec![port("UDP", Some(53)), port("TCP", Some(53))]),
+    });
     if !plan.allowed.is_empty() {
         rules.push(NetworkPolicyEgressRule {
             to: Some(ip_blocks(&plan.allowed)),
@@ -113,17 +137,42 @@ fn egress(gw: &VpnGateway, plan: &Plan<'_>) -> Vec<NetworkPolicyEgressRule> {
     rules
 }
 
-/// The VPN transport: UDP 51820 where every server uses it; otherwise the
-/// protocol's transport on any port (server ports vary by provider and
-/// server, and gluetun's firewall already pins the exact server IP:port).
-fn tunnel_ports(gw: &VpnGateway) -> Vec<NetworkPolicyPort> {
-    match gw.spec.vpn_type {
-        VpnType::Wireguard if WIREGUARD_51820.contains(&gw.spec.provider) => {
-            vec![port("UDP", Some(51820))]
-        }
-        VpnType::Wireguard => vec![port("UDP", None)],
-        VpnType::Openvpn => vec![port("UDP", None), port("TCP", None)],
+/// The VPN transport rule; `None` when the provider has no known port for
+/// the protocol (nothing goes out: fail closed).
+fn transport(gw: &VpnGateway, plan: &Plan<'_>) -> Option<NetworkPolicyEgressRule> {
+    if gw.spec.provider == Provider::Custom {
+        let (ip, p) = custom_endpoint(gw)?;
+        let host = Cidr::parse_host_or_subnet(&ip.to_string())?;
+        return Some(NetworkPolicyEgressRule {
+            to: Some(ip_blocks(&[host])),
+            ports: Some(vec![port("UDP", Some(p))]),
+        });
     }
+    let ports: Vec<u16> = match gw.spec.vpn_type {
+        VpnType::Wireguard => wireguard_port(gw.spec.provider).into_iter().collect(),
+        VpnType::Openvpn => openvpn_udp_ports(gw.spec.provider).to_vec(),
+    };
+    if ports.is_empty() {
+        return None;
+    }
+    let mut cut: Vec<Cidr> = plan.cluster.iter().copied().filter(Cidr::is_ipv4).collect();
+    cut.extend(PRIVATE.iter().filter_map(|s| Cidr::parse(s)));
+    let cut = minimal_cover(cut);
+    Some(NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: "0.0.0.0/0".into(),
+                except: Some(
+                    cut.iter()
+                        .filter(|c| c.prefix() > 0)
+                        .map(ToString::to_string)
+                        .collect(),
+                ),
+            }),
+            ..Default::default()
+        }]),
+        ports: Some(ports.iter().map(|p| port("UDP", Some(*p))).collect()),
+    })
 }
 
 /// In: the input ports from pods of the namespace (Traefik, the

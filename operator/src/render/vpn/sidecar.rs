@@ -3,17 +3,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, HostPathVolumeSource,
-    KeyToPath, Lifecycle, LifecycleHandler, PodSpec, Probe, ResourceRequirements,
-    SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EnvVar, EnvVarSource, ExecAction, HostPathVolumeSource, KeyToPath,
+    Lifecycle, LifecycleHandler, PodSpec, Probe, ResourceRequirements, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Plan;
 use super::validate::{
-    KEY_ADDRESSES, KEY_ENDPOINT_IP, KEY_ENDPOINT_PORT, KEY_PASSWORD, KEY_PRESHARED_KEY,
-    KEY_PRIVATE_KEY, KEY_PUBLIC_KEY, KEY_USERNAME,
+    KEY_ADDRESSES, KEY_PASSWORD, KEY_PRESHARED_KEY, KEY_PRIVATE_KEY, KEY_PUBLIC_KEY, KEY_USERNAME,
+    custom_endpoint,
 };
 use crate::api::VpnGateway;
 use crate::api::vpngateway::{DEFAULT_GLUETUN_IMAGE, Provider, VpnType};
@@ -21,11 +20,18 @@ use crate::catalog::{App, Exporter};
 
 /// Name of the sidecar in `initContainers`.
 pub const CONTAINER_NAME: &str = "gluetun";
-/// gluetun's health server (200 when the tunnel works, 500 otherwise).
+/// gluetun's health server (200 when the tunnel works, 500 otherwise),
+/// bound to the pod's loopback: only containers of the pod reach it.
 pub const HEALTH_PORT: u16 = 9999;
-/// gluetun's control server; reachable only from inside the pod (loopback,
-/// `kubectl port-forward`), as it is not in `FIREWALL_INPUT_PORTS`.
+/// gluetun's control server, bound to the pod's loopback: reachable only
+/// from inside the pod (and `kubectl port-forward`).
 pub const CONTROL_PORT: u16 = 8000;
+/// The tunnel interface gluetun creates (`VPN_INTERFACE`), and the only
+/// interface qBittorrent is allowed to use.
+pub const TUNNEL_INTERFACE: &str = "tun0";
+/// The command gluetun's image ships for its own health check: asks the
+/// health server at `HEALTH_SERVER_ADDRESS`, exits non-zero unless healthy.
+const HEALTHCHECK_COMMAND: &str = "/gluetun-entrypoint";
 /// Where the control server's role file is mounted.
 pub const CONTROL_DIR: &str = "/gluetun/auth";
 /// Key of the control Secret holding the role file, and its file name.
@@ -159,8 +165,8 @@ fn explicit_ports(gateway: &VpnGateway) -> Option<BTreeSet<u16>> {
 /// `FIREWALL_INPUT_PORTS`: `spec.inputPorts` when set; else the app's web
 /// UI port plus every port declared by the pod's other containers at this
 /// point. Always the exporter port (so an exporter added after this
-/// sidecar is covered) and the health port: the kubelet's probes come from
-/// the node to the pod IP, through gluetun's INPUT chain.
+/// sidecar is covered). Nothing of gluetun's own: its health and control
+/// servers listen on loopback, and every probe is an exec.
 fn firewall_input_ports(plan: &Plan<'_>, app: &App, pod: &PodSpec) -> BTreeSet<u16> {
     let mut ports = match plan.gateway.and_then(explicit_ports) {
         Some(ports) => ports,
@@ -179,7 +185,6 @@ fn firewall_input_ports(plan: &Plan<'_>, app: &App, pod: &PodSpec) -> BTreeSet<u
         }
     };
     ports.extend(exporter_port(app));
-    ports.insert(HEALTH_PORT);
     ports
 }
 
@@ -223,23 +228,19 @@ fn env(plan: &Plan<'_>, app: &App, pod: &PodSpec) -> Vec<EnvVar> {
                         KEY_PUBLIC_KEY,
                         false,
                     ));
-                    env.push(from_secret(
-                        "WIREGUARD_ENDPOINT_IP",
-                        secret,
-                        KEY_ENDPOINT_IP,
-                        false,
-                    ));
-                    env.push(from_secret(
-                        "WIREGUARD_ENDPOINT_PORT",
-                        secret,
-                        KEY_ENDPOINT_PORT,
-                        false,
-                    ));
+                    // Not secret: the NetworkPolicy opens exactly this.
+                    if let Some((ip, port)) = custom_endpoint(gw) {
+                        env.push(value("WIREGUARD_ENDPOINT_IP", ip.to_string()));
+                        env.push(value("WIREGUARD_ENDPOINT_PORT", port.to_string()));
+                    }
                 }
             }
             VpnType::Openvpn => {
                 env.push(from_secret("OPENVPN_USER", secret, KEY_USERNAME, false));
                 env.push(from_secret("OPENVPN_PASSWORD", secret, KEY_PASSWORD, false));
+                // Pinned (gluetun's default): the NetworkPolicy lets out
+                // only the provider's OpenVPN UDP port.
+                env.push(value("OPENVPN_PROTOCOL", "udp"));
             }
         }
         // Server selection means nothing to a custom server.
@@ -260,10 +261,9 @@ fn env(plan: &Plan<'_>, app: &App, pod: &PodSpec) -> Vec<EnvVar> {
         }
     }
 
-    // The kill switch. `FIREWALL` is the documented name, the image's own
-    // variable is the long one; both are pinned on so no default or
-    // image change can turn the firewall off.
-    env.push(value("FIREWALL", "on"));
+    // The kill switch, pinned on so no default or image change can turn
+    // the firewall off (gluetun v3.41 reads this name; `FIREWALL` is not
+    // read any more).
     env.push(value(
         "FIREWALL_ENABLED_DISABLING_IT_SHOOTS_YOU_IN_YOUR_FOOT",
         "on",
@@ -290,14 +290,18 @@ fn env(plan: &Plan<'_>, app: &App, pod: &PodSpec) -> Vec<EnvVar> {
     // kube-dns. `DNS_KEEP_NAMESERVER` is never set: it leaks every query.
     env.push(value("DNS_SERVER", "on"));
 
-    env.push(value("HEALTH_SERVER_ADDRESS", format!(":{HEALTH_PORT}")));
+    env.push(value("VPN_INTERFACE", TUNNEL_INTERFACE));
+    env.push(value(
+        "HEALTH_SERVER_ADDRESS",
+        format!("127.0.0.1:{HEALTH_PORT}"),
+    ));
     env.push(value("HEALTH_TARGET_ADDRESSES", HEALTH_TARGETS));
     env.push(value("HEALTH_RESTART_VPN", "on"));
 
     if let Some(gw) = plan.gateway {
         env.push(value(
             "HTTP_CONTROL_SERVER_ADDRESS",
-            format!(":{CONTROL_PORT}"),
+            format!("127.0.0.1:{CONTROL_PORT}"),
         ));
         env.push(value(
             "HTTP_CONTROL_SERVER_AUTH_CONFIG_FILEPATH",
@@ -369,14 +373,40 @@ fn from_secret(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
     }
 }
 
+/// gluetun's own check of its health server on loopback (an exec: the
+/// server is not reachable from the node).
 fn health_check() -> Probe {
     Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some("/".into()),
-            port: IntOrString::Int(i32::from(HEALTH_PORT)),
-            ..Default::default()
+        exec: Some(ExecAction {
+            command: Some(vec![HEALTHCHECK_COMMAND.into(), "healthcheck".into()]),
         }),
         timeout_seconds: Some(3),
+        ..Default::default()
+    }
+}
+
+/// The liveness probe of the consumer's own container: fails when
+/// gluetun's health server (same pod network, loopback) does not answer
+/// 200, or when the app's port does not answer at all. The kubelet then
+/// restarts that container (not the pod), and as long as the tunnel is
+/// down the restarted app is killed again; together with the interface
+/// binding nothing of it outlives a broken tunnel for long. The image must
+/// have `curl` (linuxserver images do).
+pub(super) fn consumer_liveness_probe(app_port: u16) -> Probe {
+    let script = format!(
+        "curl -fsS -o /dev/null -m 3 http://127.0.0.1:{HEALTH_PORT}/ && \
+         curl -sS -o /dev/null -m 3 http://127.0.0.1:{app_port}/"
+    );
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["/bin/sh".into(), "-c".into(), script]),
+        }),
+        // The app starts only after gluetun's startup probe passed; a short
+        // grace for the app itself.
+        initial_delay_seconds: Some(30),
+        period_seconds: Some(15),
+        timeout_seconds: Some(8),
+        failure_threshold: Some(2),
         ..Default::default()
     }
 }
@@ -417,7 +447,8 @@ fn liveness_probe() -> Probe {
     }
 }
 
-/// Takes the pod out of its Service while the tunnel is down.
+/// Takes the pod out of its Service while the tunnel is down; also what the
+/// VpnGateway's `TunnelReady` condition reads.
 fn readiness_probe() -> Probe {
     Probe {
         period_seconds: Some(10),

@@ -5,6 +5,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, PodSpec, PodTemplateSpec, ResourceRequirements, Secret,
+    VolumeMount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -16,7 +17,7 @@ use super::cidr::Cidr;
 use super::*;
 use crate::api::common::SecretRef;
 use crate::api::vpngateway::{
-    KillSwitch, PortForwarding, Provider, Servers, VpnGatewaySpec, VpnType,
+    Endpoint, KillSwitch, PortForwarding, Provider, Servers, VpnGatewaySpec, VpnType,
 };
 use crate::catalog;
 use crate::render::fixtures::{gateway, inputs, parent, wireguard_secret};
@@ -59,6 +60,12 @@ fn deployment() -> Deployment {
                             protocol: Some("TCP".into()),
                             ..Default::default()
                         }]),
+                        volume_mounts: Some(vec![VolumeMount {
+                            name: "config".into(),
+                            mount_path: "/config".into(),
+                            sub_path: Some("config".into()),
+                            ..Default::default()
+                        }]),
                         ..Default::default()
                     }],
                     ..Default::default()
@@ -98,6 +105,16 @@ fn unavailable(gw: Option<VpnGateway>, why: &str) -> VpnResolution {
     }
 }
 
+fn custom_gateway() -> VpnGateway {
+    gateway_with(|s| {
+        s.provider = Provider::Custom;
+        s.endpoint = Some(Endpoint {
+            ip: "203.0.113.7".into(),
+            port: 51999,
+        });
+    })
+}
+
 fn gateway_with(f: impl FnOnce(&mut VpnGatewaySpec)) -> VpnGateway {
     let mut gw = gateway();
     f(&mut gw.spec);
@@ -106,7 +123,7 @@ fn gateway_with(f: impl FnOnce(&mut VpnGatewaySpec)) -> VpnGateway {
 
 fn injected(res: &VpnResolution, cluster: &[String]) -> Deployment {
     let mut d = deployment();
-    inject(&parent(), qbittorrent(), &mut d, res, cluster).expect("inject");
+    inject(&parent(), qbittorrent(), &mut d, res, cluster, false).expect("inject");
     d
 }
 
@@ -238,7 +255,15 @@ fn sidecar_is_the_first_native_sidecar_and_the_app_stays() {
         name: "chown".into(),
         ..Default::default()
     }]);
-    inject(&parent(), qbittorrent(), &mut d, &ready(), &cluster()).expect("inject");
+    inject(
+        &parent(),
+        qbittorrent(),
+        &mut d,
+        &ready(),
+        &cluster(),
+        false,
+    )
+    .expect("inject");
     let pod = pod(&d);
     let init: Vec<String> = pod
         .init_containers
@@ -246,14 +271,246 @@ fn sidecar_is_the_first_native_sidecar_and_the_app_stays() {
         .flatten()
         .map(|c| c.name.clone())
         .collect();
-    assert_eq!(init, ["gluetun", "chown"]);
+    assert_eq!(init, ["gluetun", "qbittorrent-config", "chown"]);
     let g = gluetun(&d);
     assert_eq!(g.restart_policy.as_deref(), Some("Always"));
     assert_eq!(g.image.as_deref(), Some("qmcgaw/gluetun:v3.41.1"));
     assert!(g.startup_probe.is_some() && g.liveness_probe.is_some());
     assert!(g.readiness_probe.is_some());
-    assert_eq!(pod.containers.len(), 1, "the app container is untouched");
+    assert_eq!(pod.containers.len(), 1, "no container added");
     assert_eq!(pod.containers[0].name, "qbittorrent");
+}
+
+// ------------------------------------------------- qBittorrent, the app side
+
+fn config_step(d: &Deployment) -> Container {
+    pod(d)
+        .init_containers
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == CONFIG_CONTAINER)
+        .expect("the config step")
+}
+
+#[test]
+fn qbittorrent_is_bound_to_the_tunnel_with_monitoring_on_or_off() {
+    for (monitoring, port_forwarding, localhost_auth) in [
+        (false, false, false),
+        (true, false, true),
+        (false, true, true),
+    ] {
+        let gw = gateway_with(|s| {
+            s.provider = Provider::Protonvpn;
+            s.port_forwarding.enabled = port_forwarding;
+        });
+        let mut d = deployment();
+        inject(
+            &parent(),
+            qbittorrent(),
+            &mut d,
+            &ready_with(gw),
+            &cluster(),
+            monitoring,
+        )
+        .expect("inject");
+        let step = config_step(&d);
+        let settings = env(&step)
+            .get("QBT_SETTINGS")
+            .and_then(|e| e.value.clone())
+            .expect("settings");
+        for line in [
+            "set\tBitTorrent\tSession\\Interface\ttun0\t\n",
+            "set\tBitTorrent\tSession\\InterfaceName\ttun0\t\n",
+            "set\tBitTorrent\tSession\\InterfaceAddress\t\t\n",
+            "default\tBitTorrent\tSession\\DefaultSavePath\t/data/torrents/\t/downloads/\n",
+            "default\tBitTorrent\tSession\\TempPath\t/data/torrents/incomplete/\t/downloads/incomplete/\n",
+            "legacy\tPreferences\tConnection\\Interface\ttun0\t\n",
+            "legacydefault\tPreferences\tDownloads\\SavePath\t/data/torrents/\t/downloads/\n",
+        ] {
+            assert!(settings.contains(line), "{line:?} in {settings:?}");
+        }
+        assert_eq!(
+            settings.contains("WebUI\\LocalHostAuth\tfalse"),
+            localhost_auth,
+            "monitoring {monitoring}, port forwarding {port_forwarding}: {settings:?}"
+        );
+        // The app's image and config mount, nothing else.
+        assert_eq!(step.image.as_deref(), Some(qbittorrent().image));
+        let mounts = step.volume_mounts.clone().unwrap_or_default();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].mount_path, "/config");
+    }
+    // Without a gateway (fail closed) the step is still there.
+    let d = injected(&unavailable(None, reason::GATEWAY_NOT_FOUND), &cluster());
+    config_step(&d);
+}
+
+/// Runs the config step's script on a copy of `conf` (None: fresh volume)
+/// with `sh` and `awk` (and busybox when installed), returns the result.
+fn run_config_step(conf: Option<&str>, localhost_auth: bool, shell: &[&str]) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "qbt-config-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let root = dir.join("config");
+    std::fs::create_dir_all(root.join("qBittorrent")).expect("dir");
+    if let Some(conf) = conf {
+        std::fs::write(root.join("qBittorrent/qBittorrent.conf"), conf).expect("write");
+    }
+    let script = qbittorrent::script().replace("/config", root.to_str().expect("utf-8"));
+    let status = std::process::Command::new(shell[0])
+        .args(&shell[1..])
+        .arg("-c")
+        .arg(&script)
+        .env(
+            "QBT_SETTINGS",
+            qbittorrent::settings_for_test(localhost_auth),
+        )
+        .status()
+        .expect("run the script");
+    assert!(status.success(), "{shell:?}: {status}");
+    let out = std::fs::read_to_string(root.join("qBittorrent/qBittorrent.conf")).expect("read");
+    std::fs::remove_dir_all(&dir).ok();
+    out
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn shells() -> Vec<Vec<&'static str>> {
+    let mut out = vec![vec!["sh"]];
+    if std::process::Command::new("busybox")
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        out.push(vec!["busybox", "sh"]);
+    }
+    out
+}
+
+#[test]
+fn the_config_step_binds_the_session_and_keeps_the_users_choices() {
+    // The linuxserver image's /defaults/qBittorrent.conf (pre-4.4 keys,
+    // which qBittorrent migrates at its first start).
+    let image_file = "[AutoRun]\nenabled=false\nprogram=\n\n[LegalNotice]\nAccepted=true\n\n\
+         [Preferences]\nConnection\\UPnP=false\nConnection\\PortRangeMin=6881\n\
+         Downloads\\SavePath=/downloads/\nDownloads\\TempPath=/downloads/incomplete/\n\
+         WebUI\\Address=*\nWebUI\\ServerDomains=*\n";
+    // A file qBittorrent 5 has written (new keys, image defaults kept).
+    let image_default = "[BitTorrent]\nSession\\DefaultSavePath=/downloads/\nSession\\Port=6881\n\
+         Session\\TempPath=/downloads/incomplete/\n\n[LegalNotice]\nAccepted=true\n\n\
+         [Preferences]\nWebUI\\Address=*\nWebUI\\ServerDomains=*\n";
+    // A user's file: own save path, an interface of their own, LocalHostAuth on.
+    let user = "[BitTorrent]\nSession\\DefaultSavePath=/data/torrents/films/\n\
+         Session\\Interface=eth0\nSession\\InterfaceName=eth0\n\
+         Session\\InterfaceAddress=10.42.0.7\nSession\\TempPath=/data/torrents/tmp/\n\n\
+         [Preferences]\nConnection\\Interface=eth0\nDownloads\\SavePath=/data/torrents/films/\n\
+         WebUI\\LocalHostAuth=true\nWebUI\\Port=8080\n";
+    for shell in shells() {
+        let out = run_config_step(Some(image_file), false, &shell);
+        for line in [
+            "[BitTorrent]",
+            "Session\\Interface=tun0",
+            "Session\\DefaultSavePath=/data/torrents/",
+            "Downloads\\SavePath=/data/torrents/",
+            "Downloads\\TempPath=/data/torrents/incomplete/",
+            "Connection\\UPnP=false",
+            "WebUI\\ServerDomains=*",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "{shell:?}: {line} in\n{out}"
+            );
+        }
+        // Legacy keys are only rewritten, never added.
+        assert!(!out.contains("Connection\\Interface"), "{out}");
+        assert!(!out.contains("/downloads/"), "{out}");
+
+        let out = run_config_step(Some(image_default), false, &shell);
+        for line in [
+            "Session\\Interface=tun0",
+            "Session\\InterfaceName=tun0",
+            "Session\\InterfaceAddress=",
+            "Session\\DefaultSavePath=/data/torrents/",
+            "Session\\TempPath=/data/torrents/incomplete/",
+            "Session\\Port=6881",
+            "Accepted=true",
+            "WebUI\\ServerDomains=*",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "{shell:?}: {line} in\n{out}"
+            );
+        }
+        assert!(!out.contains("/downloads/"), "{out}");
+        assert!(
+            !out.contains("LocalHostAuth"),
+            "untouched without monitoring: {out}"
+        );
+        // The session keys land in [BitTorrent], not after [Preferences].
+        let bt = out.find("[BitTorrent]").expect("section");
+        let prefs = out.find("[Preferences]").expect("section");
+        let iface = out.find("Session\\Interface=tun0").expect("key");
+        assert!(bt < iface && iface < prefs, "{out}");
+        // Idempotent.
+        let again = run_config_step(Some(&out), false, &shell);
+        assert_eq!(again, out, "{shell:?}");
+
+        let out = run_config_step(Some(user), true, &shell);
+        for line in [
+            "Session\\Interface=tun0",
+            "Session\\InterfaceName=tun0",
+            "Session\\InterfaceAddress=",
+            "Session\\DefaultSavePath=/data/torrents/films/",
+            "Session\\TempPath=/data/torrents/tmp/",
+            "WebUI\\LocalHostAuth=false",
+            "WebUI\\Port=8080",
+            "Connection\\Interface=tun0",
+            "Downloads\\SavePath=/data/torrents/films/",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "{shell:?}: {line} in\n{out}"
+            );
+        }
+        assert!(!out.contains("eth0") && !out.contains("10.42.0.7"), "{out}");
+
+        // A fresh volume (no /defaults in this test): sections created.
+        let out = run_config_step(None, true, &shell);
+        assert!(
+            out.contains("[BitTorrent]\nSession\\Interface=tun0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[Preferences]\nWebUI\\LocalHostAuth=false\n"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn qbittorrent_restarts_when_the_tunnel_is_unhealthy() {
+    let d = injected(&ready(), &cluster());
+    let app = pod(&d)
+        .containers
+        .into_iter()
+        .find(|c| c.name == "qbittorrent")
+        .expect("app");
+    let probe = app.liveness_probe.expect("liveness");
+    let cmd = probe.exec.and_then(|e| e.command).expect("exec").join(" ");
+    assert!(
+        cmd.contains("curl -fsS -o /dev/null -m 3 http://127.0.0.1:9999/"),
+        "{cmd}"
+    );
+    assert!(cmd.contains("http://127.0.0.1:8080/"), "{cmd}");
+    // Fails within a minute of the tunnel going down.
+    let window = probe.period_seconds.unwrap_or(10) * probe.failure_threshold.unwrap_or(3);
+    assert!(window <= 60, "{window}s");
 }
 
 #[test]
@@ -287,21 +544,22 @@ fn credentials_are_secret_references_never_literals() {
 }
 
 #[test]
-fn custom_provider_reads_public_key_and_endpoint_from_the_secret() {
-    let gw = gateway_with(|s| s.provider = Provider::Custom);
+fn custom_provider_reads_the_public_key_from_the_secret_and_the_endpoint_from_the_spec() {
+    let gw = custom_gateway();
     let g = gluetun(&injected(&ready_with(gw), &cluster()));
     assert_eq!(value(&g, "VPN_SERVICE_PROVIDER").as_deref(), Some("custom"));
-    for (var, key) in [
-        ("WIREGUARD_PUBLIC_KEY", "publicKey"),
-        ("WIREGUARD_ENDPOINT_IP", "endpointIP"),
-        ("WIREGUARD_ENDPOINT_PORT", "endpointPort"),
-    ] {
-        assert_eq!(
-            secret_ref(&g, var),
-            Some(("mullvad-wireguard".into(), key.into(), None)),
-            "{var}"
-        );
-    }
+    assert_eq!(
+        secret_ref(&g, "WIREGUARD_PUBLIC_KEY"),
+        Some(("mullvad-wireguard".into(), "publicKey".into(), None))
+    );
+    assert_eq!(
+        value(&g, "WIREGUARD_ENDPOINT_IP").as_deref(),
+        Some("203.0.113.7")
+    );
+    assert_eq!(
+        value(&g, "WIREGUARD_ENDPOINT_PORT").as_deref(),
+        Some("51999")
+    );
     // Server selection means nothing to a custom server.
     assert_eq!(value(&g, "SERVER_COUNTRIES"), None);
 }
@@ -360,7 +618,8 @@ fn the_firewall_is_always_on() {
         unavailable(None, reason::GATEWAY_NOT_FOUND),
     ] {
         let g = gluetun(&injected(&res, &cluster()));
-        assert_eq!(value(&g, "FIREWALL").as_deref(), Some("on"));
+        // Not read by gluetun v3.41: not rendered, so nobody relies on it.
+        assert_eq!(value(&g, "FIREWALL"), None);
         assert_eq!(
             value(&g, "FIREWALL_ENABLED_DISABLING_IT_SHOOTS_YOU_IN_YOUR_FOOT").as_deref(),
             Some("on")
@@ -400,7 +659,7 @@ fn the_gateways_cluster_subnets_replace_the_discovered_ones() {
 }
 
 #[test]
-fn input_ports_default_to_the_consumers_ports_plus_health() {
+fn input_ports_default_to_the_consumers_ports_only() {
     let gw = gateway_with(|s| s.input_ports.clear());
     let mut d = deployment();
     // An exporter sidecar already on the Deployment, on a port the catalog
@@ -425,23 +684,22 @@ fn input_ports_default_to_the_consumers_ports_plus_health() {
         &mut d,
         &ready_with(gw),
         &cluster(),
+        false,
     )
     .expect("inject");
-    // WebUI 8080, catalog exporter 8090, the declared 9101, health 9999.
+    // WebUI 8080, catalog exporter 8090, the declared 9101; nothing of
+    // gluetun's own (health and control servers are on loopback).
     assert_eq!(
         list(value(&gluetun(&d), "FIREWALL_INPUT_PORTS")),
-        ["8080", "8090", "9101", "9999"]
+        ["8080", "8090", "9101"]
     );
 }
 
 #[test]
-fn explicit_input_ports_replace_the_defaults_but_keep_exporter_and_health() {
+fn explicit_input_ports_replace_the_defaults_but_keep_the_exporter() {
     // The example gateway sets inputPorts: [8080].
     let g = gluetun(&injected(&ready(), &cluster()));
-    assert_eq!(
-        list(value(&g, "FIREWALL_INPUT_PORTS")),
-        ["8080", "8090", "9999"]
-    );
+    assert_eq!(list(value(&g, "FIREWALL_INPUT_PORTS")), ["8080", "8090"]);
     assert_eq!(value(&g, "FIREWALL_VPN_INPUT_PORTS"), None);
 }
 
@@ -557,14 +815,26 @@ fn hardening_net_admin_tun_post_start_and_recreate() {
 }
 
 #[test]
-fn probes_use_the_health_server_reachable_from_the_kubelet() {
-    let g = gluetun(&injected(&ready(), &cluster()));
-    assert_eq!(value(&g, "HEALTH_SERVER_ADDRESS").as_deref(), Some(":9999"));
+fn probes_exec_gluetuns_healthcheck_against_its_loopback_server() {
+    let d = injected(&ready(), &cluster());
+    let g = gluetun(&d);
+    assert_eq!(
+        value(&g, "HEALTH_SERVER_ADDRESS").as_deref(),
+        Some("127.0.0.1:9999")
+    );
     assert_eq!(value(&g, "HEALTH_RESTART_VPN").as_deref(), Some("on"));
+    assert_eq!(value(&g, "VPN_INTERFACE").as_deref(), Some("tun0"));
     assert!(value(&g, "HEALTH_TARGET_ADDRESSES").is_some());
+    let healthcheck = Some(vec![
+        "/gluetun-entrypoint".to_string(),
+        "healthcheck".to_string(),
+    ]);
+    for probe in [&g.startup_probe, &g.liveness_probe, &g.readiness_probe] {
+        let probe = probe.clone().expect("probe");
+        assert!(probe.http_get.is_none() && probe.tcp_socket.is_none());
+        assert_eq!(probe.exec.and_then(|e| e.command), healthcheck);
+    }
     let startup = g.startup_probe.expect("startup");
-    let get = startup.http_get.expect("http probe");
-    assert_eq!(get.port, IntOrString::Int(9999));
     let budget = startup.period_seconds.unwrap_or(10) * startup.failure_threshold.unwrap_or(3);
     assert!(
         budget >= 300,
@@ -591,7 +861,7 @@ fn control_server_reads_the_generated_role_file() {
     let g = gluetun(&d);
     assert_eq!(
         value(&g, "HTTP_CONTROL_SERVER_ADDRESS").as_deref(),
-        Some(":8000")
+        Some("127.0.0.1:8000")
     );
     assert_eq!(
         value(&g, "HTTP_CONTROL_SERVER_AUTH_CONFIG_FILEPATH").as_deref(),
@@ -671,7 +941,10 @@ fn unavailable_fails_closed_with_the_sidecar_and_the_reason() {
         assert_eq!(g.name, "gluetun");
         assert_eq!(g.restart_policy.as_deref(), Some("Always"));
         assert_eq!(g.image.as_deref(), Some(image));
-        assert_eq!(value(&g, "FIREWALL").as_deref(), Some("on"));
+        assert_eq!(
+            value(&g, "FIREWALL_ENABLED_DISABLING_IT_SHOOTS_YOU_IN_YOUR_FOOT").as_deref(),
+            Some("on")
+        );
         let startup = g.startup_probe.expect("startup probe");
         assert_eq!(
             startup.exec.and_then(|e| e.command),
@@ -699,7 +972,7 @@ fn unusable_cluster_subnets_fail_closed() {
             vec!["10.244.0.0/16".to_string(), "bogus".into()],
             reason::INVALID_SUBNET,
         ),
-        (vec!["0.0.0.0/0".to_string()], reason::SUBNET_TOO_WIDE),
+        (vec!["0.0.0.0/0".to_string()], reason::SUBNET_NOT_PRIVATE),
     ] {
         let d = injected(&ready(), &subnets);
         assert_eq!(replicas(&d), Some(0), "{subnets:?}");
@@ -719,7 +992,15 @@ fn unusable_cluster_subnets_fail_closed() {
 fn inject_is_idempotent() {
     let once = injected(&ready(), &cluster());
     let mut twice = once.clone();
-    inject(&parent(), qbittorrent(), &mut twice, &ready(), &cluster()).expect("inject");
+    inject(
+        &parent(),
+        qbittorrent(),
+        &mut twice,
+        &ready(),
+        &cluster(),
+        false,
+    )
+    .expect("inject");
     assert_eq!(yaml(&once), yaml(&twice));
     // And switching from closed to ready leaves no trace of the closed state.
     let mut reopened = injected(&unavailable(Some(gateway()), "x"), &cluster());
@@ -730,6 +1011,7 @@ fn inject_is_idempotent() {
         &mut reopened,
         &ready(),
         &cluster(),
+        false,
     )
     .expect("inject");
     assert_eq!(yaml(&once), yaml(&reopened));
@@ -780,6 +1062,11 @@ fn network_policy_selects_the_consumer_and_lets_out_only_tunnel_dns_and_lan() {
         .clone()
         .expect("ip block");
     assert_eq!(v4.cidr, "0.0.0.0/0");
+    assert_eq!(
+        tunnel.to.as_ref().expect("to").len(),
+        1,
+        "no IPv6 peer: IPv6 is not configured"
+    );
     let except = v4.except.unwrap_or_default();
     // The cluster ranges (inside 10.0.0.0/8 here) and private ranges are cut.
     assert!(except.contains(&"10.0.0.0/8".to_string()), "{except:?}");
@@ -826,22 +1113,104 @@ fn network_policy_selects_the_consumer_and_lets_out_only_tunnel_dns_and_lan() {
 }
 
 #[test]
-fn network_policy_of_a_custom_server_allows_private_endpoints() {
-    let gw = gateway_with(|s| s.provider = Provider::Custom);
-    let np = policy(&ready_with(gw), &cluster());
+fn network_policy_of_a_custom_server_lets_out_exactly_its_endpoint() {
+    let np = policy(&ready_with(custom_gateway()), &cluster());
     let egress = np.spec.and_then(|s| s.egress).expect("egress");
     let tunnel = &egress[0];
+    let ports = tunnel.ports.clone().expect("ports");
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0].protocol.as_deref(), Some("UDP"));
+    assert_eq!(ports[0].port, Some(IntOrString::Int(51999)));
+    let to = tunnel.to.clone().expect("to");
+    assert_eq!(to.len(), 1);
+    let block = to[0].ip_block.clone().expect("ip block");
+    assert_eq!(block.cidr, "203.0.113.7/32");
+    assert_eq!(block.except, None);
+
+    // A server on the LAN, or on IPv6: still exactly that address.
+    for (ip, cidr) in [
+        ("192.168.1.10", "192.168.1.10/32"),
+        ("2001:db8::7", "2001:db8::7/128"),
+    ] {
+        let gw = gateway_with(|s| {
+            s.provider = Provider::Custom;
+            s.endpoint = Some(Endpoint {
+                ip: ip.into(),
+                port: 51820,
+            });
+        });
+        let np = policy(&ready_with(gw), &cluster());
+        let egress = np.spec.and_then(|s| s.egress).expect("egress");
+        let block = egress[0].to.clone().expect("to")[0]
+            .ip_block
+            .clone()
+            .expect("ip block");
+        assert_eq!(block.cidr, cidr);
+    }
+
+    // Without an endpoint (a CRD without the rule): closed.
+    let gw = gateway_with(|s| s.provider = Provider::Custom);
+    let np = policy(&ready_with(gw.clone()), &cluster());
+    assert_eq!(np.spec.and_then(|s| s.egress), Some(vec![]));
+    let d = injected(&ready_with(gw), &cluster());
+    assert_eq!(replicas(&d), Some(0));
     assert_eq!(
-        tunnel.ports.clone().expect("ports")[0].port,
-        None,
-        "any UDP port: the endpoint port is in the Secret"
+        annotations(&d).get(BLOCKED_ANNOTATION).map(String::as_str),
+        Some(reason::ENDPOINT_INVALID)
     );
-    let except = tunnel.to.as_ref().expect("to")[0]
-        .ip_block
-        .clone()
-        .and_then(|b| b.except)
-        .unwrap_or_default();
-    assert_eq!(except, ["10.96.0.0/16", "10.244.0.0/16", "169.254.0.0/16"]);
+}
+
+#[test]
+fn network_policy_lets_out_only_the_providers_documented_port() {
+    for (provider, vpn_type, want) in [
+        (Provider::Mullvad, VpnType::Wireguard, vec![51820]),
+        (Provider::Airvpn, VpnType::Wireguard, vec![1637]),
+        (Provider::Ivpn, VpnType::Wireguard, vec![58237]),
+        (Provider::Protonvpn, VpnType::Openvpn, vec![1194]),
+        (Provider::Expressvpn, VpnType::Openvpn, vec![1195]),
+        (
+            Provider::PrivateInternetAccess,
+            VpnType::Openvpn,
+            vec![1197, 1198],
+        ),
+        (Provider::Cyberghost, VpnType::Openvpn, vec![443]),
+    ] {
+        let gw = gateway_with(|s| {
+            s.provider = provider;
+            s.vpn_type = vpn_type;
+        });
+        let np = policy(&ready_with(gw.clone()), &cluster());
+        let egress = np.spec.and_then(|s| s.egress).expect("egress");
+        let ports: Vec<(Option<String>, Option<IntOrString>)> = egress[0]
+            .ports
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.protocol, p.port))
+            .collect();
+        let want: Vec<(Option<String>, Option<IntOrString>)> = want
+            .iter()
+            .map(|p| (Some("UDP".to_string()), Some(IntOrString::Int(*p))))
+            .collect();
+        assert_eq!(ports, want, "{provider:?} {vpn_type:?}");
+        if vpn_type == VpnType::Openvpn {
+            let g = gluetun(&injected(&ready_with(gw), &cluster()));
+            assert_eq!(value(&g, "OPENVPN_PROTOCOL").as_deref(), Some("udp"));
+        }
+    }
+    // WireGuard with a provider gluetun has no WireGuard port for: no
+    // transport rule at all (the tunnel cannot come up; nothing leaks).
+    let gw = gateway_with(|s| s.provider = Provider::Cyberghost);
+    let np = policy(&ready_with(gw), &cluster());
+    let egress = np.spec.and_then(|s| s.egress).expect("egress");
+    assert!(
+        egress.iter().all(|r| r
+            .to
+            .iter()
+            .flatten()
+            .all(|p| p.ip_block.as_ref().is_none_or(|b| b.cidr != "0.0.0.0/0"))),
+        "{egress:?}"
+    );
 }
 
 #[test]
@@ -918,31 +1287,67 @@ fn validate_rejects_a_missing_or_empty_key_naming_it() {
 }
 
 #[test]
-fn validate_rejects_an_allowed_subnet_overlapping_the_tunnel() {
-    let gw = gateway_with(|s| s.kill_switch.allowed_subnets = vec!["10.64.0.0/16".into()]);
-    let err = validate(&gw, Some(&wireguard_secret())).expect_err("overlap");
+fn validate_rejects_an_allowed_subnet_overlapping_the_tunnel_without_echoing_it() {
+    // A provider that documents no tunnel range: only the Secret's address.
+    let gw = gateway_with(|s| {
+        s.provider = Provider::Nordvpn;
+        s.kill_switch.allowed_subnets = vec!["10.5.0.0/16".into()];
+    });
+    let s = secret(&[("privateKey", "k"), ("addresses", "10.5.0.2/32")]);
+    let err = validate(&gw, Some(&s)).expect_err("overlap");
     assert_eq!(err.reason, "SubnetOverlapsTunnel");
-    assert!(err.message.contains("10.64.0.0/16"), "{}", err.message);
-    assert!(err.message.contains("10.64.0.2/32"), "{}", err.message);
+    assert!(err.message.contains("10.5.0.0/16"), "{}", err.message);
+    assert!(err.message.contains("key addresses"), "{}", err.message);
+    assert!(!err.message.contains("10.5.0.2"), "{}", err.message);
     // IPv6 too.
-    let gw = gateway_with(|s| s.kill_switch.allowed_subnets = vec!["fc00:bbbb::/32".into()]);
+    let gw = gateway_with(|s| {
+        s.provider = Provider::Nordvpn;
+        s.kill_switch.allowed_subnets = vec!["fd00:aaaa::/32".into()];
+    });
     let s = secret(&[
         ("privateKey", "k"),
-        ("addresses", "10.64.0.2/32,fc00:bbbb:bbbb:bb01::1/128"),
+        ("addresses", "10.5.0.2/32,fd00:aaaa::1/128"),
     ]);
     let err = validate(&gw, Some(&s)).expect_err("v6 overlap");
     assert_eq!(err.reason, "SubnetOverlapsTunnel");
+    assert!(!err.message.contains("fd00:aaaa::1"), "{}", err.message);
+}
+
+#[test]
+fn mullvads_tunnel_range_is_refused_before_the_secret_exists() {
+    for subnet in ["10.64.0.0/16", "10.0.0.0/8", "fc00:bbbb::/32"] {
+        let gw = gateway_with(|s| s.kill_switch.allowed_subnets = vec![subnet.into()]);
+        let err = validate(&gw, None).expect_err("provider range");
+        assert_eq!(err.reason, "SubnetOverlapsTunnel", "{subnet}");
+        assert!(err.message.contains(subnet), "{}", err.message);
+        // The renderer holds it closed too, whatever admission let through.
+        let d = injected(&ready_with(gw), &cluster());
+        assert_eq!(replicas(&d), Some(0), "{subnet}");
+    }
+    // Another provider may use 10.100.0.0/16 (inside 10.64.0.0/10) on the LAN.
+    let gw = gateway_with(|s| {
+        s.provider = Provider::Nordvpn;
+        s.kill_switch.allowed_subnets = vec!["10.100.0.0/16".into()];
+    });
+    assert_eq!(validate(&gw, Some(&wireguard_secret())), Ok(()));
 }
 
 #[test]
 fn validate_checks_the_gateways_own_cluster_subnets() {
+    let s = secret(&[("privateKey", "k"), ("addresses", "10.42.7.2/32")]);
     let overlap =
-        gateway_with(|s| s.kill_switch.cluster_subnets = Some(vec!["10.64.0.0/10".into()]));
-    let err = validate(&overlap, Some(&wireguard_secret())).expect_err("overlap");
+        gateway_with(|s| s.kill_switch.cluster_subnets = Some(vec!["10.42.0.0/16".into()]));
+    let err = validate(&overlap, Some(&s)).expect_err("overlap");
     assert_eq!(err.reason, "SubnetOverlapsTunnel");
-    let wide = gateway_with(|s| s.kill_switch.cluster_subnets = Some(vec!["0.0.0.0/1".into()]));
-    let err = validate(&wide, Some(&wireguard_secret())).expect_err("too wide");
-    assert_eq!(err.reason, "SubnetTooWide");
+    for public in ["0.0.0.0/1", "1.0.0.0/8", "2000::/8"] {
+        let gw = gateway_with(|s| s.kill_switch.cluster_subnets = Some(vec![public.into()]));
+        let err = validate(&gw, None).expect_err("public");
+        assert_eq!(err.reason, "SubnetNotPrivate", "{public}");
+    }
+    // kubeadm's and kind's service range lies inside Mullvad's 10.64.0.0/10
+    // without touching the device's address: fine as a cluster range.
+    let kind = gateway_with(|s| s.kill_switch.cluster_subnets = Some(vec!["10.96.0.0/12".into()]));
+    assert_eq!(validate(&kind, Some(&wireguard_secret())), Ok(()));
 }
 
 #[test]
@@ -952,22 +1357,32 @@ fn validate_rejects_unusable_key_values_without_echoing_them() {
     assert_eq!(err.reason, "SecretKeyInvalid");
     assert!(!err.message.contains("not-an-address"), "{}", err.message);
 
-    let custom = gateway_with(|s| s.provider = Provider::Custom);
+    let custom = custom_gateway();
     let err = validate(&custom, Some(&wireguard_secret())).expect_err("custom keys");
     assert_eq!(err.reason, "SecretKeyMissing");
     assert!(err.message.contains("publicKey"), "{}", err.message);
-    let full = |port: &str| {
-        secret(&[
-            ("privateKey", "k"),
-            ("addresses", "10.64.0.2/32"),
-            ("publicKey", "p"),
-            ("endpointIP", "203.0.113.7"),
-            ("endpointPort", port),
-        ])
-    };
-    assert_eq!(validate(&custom, Some(&full("51820"))), Ok(()));
-    let err = validate(&custom, Some(&full("70000"))).expect_err("port");
-    assert_eq!(err.reason, "SecretKeyInvalid");
+    let full = secret(&[
+        ("privateKey", "k"),
+        ("addresses", "10.64.0.2/32"),
+        ("publicKey", "p"),
+    ]);
+    assert_eq!(validate(&custom, Some(&full)), Ok(()));
+    for endpoint in [
+        None,
+        Some(Endpoint {
+            ip: "203.0.113.7".into(),
+            port: 70000,
+        }),
+        Some(Endpoint {
+            ip: "example.org".into(),
+            port: 51820,
+        }),
+    ] {
+        let mut gw = custom.clone();
+        gw.spec.endpoint = endpoint;
+        let err = validate(&gw, Some(&full)).expect_err("endpoint");
+        assert_eq!(err.reason, "EndpointInvalid");
+    }
 }
 
 #[test]
@@ -1038,23 +1453,45 @@ fn resolve_combines_gateway_and_secret() {
 }
 
 #[test]
-fn resolution_hash_follows_spec_and_secret_and_hides_the_values() {
-    let base = resolution_hash(&gateway(), &wireguard_secret());
+fn resolution_hash_follows_spec_and_secret_version_never_its_data() {
+    let versioned = |uid: &str, rv: &str, pairs: &[(&str, &str)]| {
+        let mut s = secret(pairs);
+        s.metadata.uid = Some(uid.into());
+        s.metadata.resource_version = Some(rv.into());
+        s
+    };
+    let one = versioned(
+        "u-1",
+        "100",
+        &[("privateKey", "a2V5"), ("addresses", "10.64.0.2/32")],
+    );
+    let base = resolution_hash(&gateway(), &one);
     assert_eq!(base.len(), 16);
     assert!(base.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_eq!(base, resolution_hash(&gateway(), &wireguard_secret()));
+    assert_eq!(base, resolution_hash(&gateway(), &one));
 
-    let rotated = secret(&[("privateKey", "b3RoZXI="), ("addresses", "10.64.0.2/32")]);
-    assert_ne!(base, resolution_hash(&gateway(), &rotated));
-    let moved = gateway_with(|s| s.servers = None);
-    assert_ne!(base, resolution_hash(&moved, &wireguard_secret()));
-    // Key and value boundaries matter.
-    let a = secret(&[("ab", "c")]);
-    let b = secret(&[("a", "bc")]);
-    assert_ne!(
-        resolution_hash(&gateway(), &a),
-        resolution_hash(&gateway(), &b)
+    // Same data, another version (written again) or another Secret: rolls.
+    let rewritten = versioned(
+        "u-1",
+        "101",
+        &[("privateKey", "a2V5"), ("addresses", "10.64.0.2/32")],
     );
+    assert_ne!(base, resolution_hash(&gateway(), &rewritten));
+    let recreated = versioned(
+        "u-2",
+        "100",
+        &[("privateKey", "a2V5"), ("addresses", "10.64.0.2/32")],
+    );
+    assert_ne!(base, resolution_hash(&gateway(), &recreated));
+    let moved = gateway_with(|s| s.servers = None);
+    assert_ne!(base, resolution_hash(&moved, &one));
+    // The data is not an input: guessing a key against the hash is useless.
+    let other_data = versioned(
+        "u-1",
+        "100",
+        &[("privateKey", "b3RoZXI="), ("addresses", "10.1.0.2/32")],
+    );
+    assert_eq!(base, resolution_hash(&gateway(), &other_data));
     // The value never shows in what the renderer emits.
     let d = injected(&ready(), &cluster());
     assert!(!yaml(&d).contains("cHJpdmF0ZQ=="));
@@ -1088,10 +1525,15 @@ const PROVIDERS: [Provider; 23] = [
     Provider::Windscribe,
 ];
 
+/// Any subnet, public or private (the renderer must refuse the public
+/// ones whatever the API server let through).
 fn subnet() -> impl Strategy<Value = String> {
     prop_oneof![
-        4 => (any::<u32>(), 8u8..=32).prop_map(|(a, p)| format!("{}/{p}", Ipv4Addr::from(a))),
-        1 => (any::<u128>(), 8u8..=128).prop_map(|(a, p)| format!("{}/{p}", Ipv6Addr::from(a))),
+        2 => (any::<u32>(), 0u8..=32).prop_map(|(a, p)| format!("{}/{p}", Ipv4Addr::from(a))),
+        3 => (prop::sample::select(vec![10u32 << 24, (172 << 24) | (16 << 16), (192 << 24) | (168 << 16), (100 << 24) | (64 << 16)]), any::<u16>(), 16u8..=32)
+            .prop_map(|(base, low, p)| format!("{}/{p}", Ipv4Addr::from(base | u32::from(low)))),
+        1 => (any::<u128>(), 0u8..=128).prop_map(|(a, p)| format!("{}/{p}", Ipv6Addr::from(a))),
+        1 => (any::<u64>(), 48u8..=128).prop_map(|(a, p)| format!("{}/{p}", Ipv6Addr::from((0xfd00u128 << 112) | u128::from(a)))),
     ]
 }
 
@@ -1109,11 +1551,13 @@ prop_compose! {
         servers in prop::option::of((names(), names(), names(), prop::option::of(any::<bool>()))),
         port_forwarding in any::<bool>(),
         memory in prop::option::of(prop::sample::select(vec!["64Mi", "128M", "256Mi", "1Gi", "junk"])),
+        endpoint in prop::option::of((any::<u32>(), 0i32..=70000)),
     ) -> VpnGatewaySpec {
         VpnGatewaySpec {
             provider,
             vpn_type: if openvpn { VpnType::Openvpn } else { VpnType::Wireguard },
             credentials_secret_ref: SecretRef { name: "creds".into() },
+            endpoint: endpoint.map(|(ip, port)| Endpoint { ip: Ipv4Addr::from(ip).to_string(), port }),
             servers: servers.map(|(countries, cities, hostnames, owned_only)| Servers {
                 countries, cities, hostnames, owned_only,
             }),
@@ -1131,6 +1575,18 @@ prop_compose! {
 
 fn canonical(s: &str) -> String {
     Cidr::parse(s).map(|c| c.to_string()).unwrap_or_default()
+}
+
+/// Whether `s` may stay outside the tunnel of a `provider` gateway: a
+/// private CIDR outside the provider's tunnel range.
+fn may_bypass(s: &str, provider: Provider) -> bool {
+    Cidr::parse(s).is_some_and(|c| {
+        !c.is_public()
+            && !provider_tunnel_ranges(provider)
+                .iter()
+                .filter_map(|r| Cidr::parse(r))
+                .any(|r| r.overlaps(&c))
+    })
 }
 
 proptest! {
@@ -1155,9 +1611,9 @@ proptest! {
         prop_assert_eq!(g.restart_policy.as_deref(), Some("Always"));
         prop_assert!(g.startup_probe.is_some());
         prop_assert_eq!(pod(&d).containers.len(), 1);
+        prop_assert!(ensure_sidecar(qbittorrent(), &d).is_ok());
 
-        // The firewall is never off.
-        prop_assert_eq!(value(&g, "FIREWALL"), Some("on".to_string()));
+        // The firewall is never off; its own servers only on loopback.
         prop_assert_eq!(
             value(&g, "FIREWALL_ENABLED_DISABLING_IT_SHOOTS_YOU_IN_YOUR_FOOT"),
             Some("on".to_string())
@@ -1165,21 +1621,57 @@ proptest! {
         for (name, e) in env(&g) {
             prop_assert!(e.value.as_deref() != Some("off"), "{} is off", name);
         }
+        prop_assert_eq!(value(&g, "HEALTH_SERVER_ADDRESS"), Some("127.0.0.1:9999".to_string()));
+        if with_gateway {
+            prop_assert_eq!(value(&g, "HTTP_CONTROL_SERVER_ADDRESS"), Some("127.0.0.1:8000".to_string()));
+        }
+        let input = list(value(&g, "FIREWALL_INPUT_PORTS"));
+        prop_assert!(!input.contains(&"9999".to_string()) || gw.spec.input_ports.contains(&9999));
+        prop_assert!(!input.contains(&"8000".to_string()) || gw.spec.input_ports.contains(&8000));
 
-        // Every cluster range in effect and every allowed subnet stays reachable.
+        // qBittorrent is bound to the tunnel, with or without a gateway.
+        let inits = pod(&d).init_containers.unwrap_or_default();
+        prop_assert_eq!(inits.get(1).map(|c| c.name.as_str()), Some(CONFIG_CONTAINER));
+
+        // What bypasses the tunnel: only private ranges outside the
+        // provider's tunnel range, and all of the cluster's and the
+        // allowed ones when open.
         let outbound = list(value(&g, "FIREWALL_OUTBOUND_SUBNETS"));
+        let provider = gw.spec.provider;
+        let bypass_ok = |s: &String| may_bypass(s, provider);
+        for s in &outbound {
+            prop_assert!(Cidr::parse(s).is_some_and(|c| !c.is_public()), "{} bypasses the tunnel", s);
+        }
+        let cluster_in_effect = match gw.spec.kill_switch.cluster_subnets.clone() {
+            Some(own) if with_gateway => own,
+            _ => discovered.clone(),
+        };
+        for s in &gw.spec.kill_switch.allowed_subnets {
+            let also_cluster = cluster_in_effect.iter().any(|c| canonical(c) == canonical(s));
+            if with_gateway && !bypass_ok(s) && !also_cluster {
+                prop_assert!(!outbound.contains(&canonical(s)), "{} bypasses the tunnel", s);
+            }
+        }
         let cluster = match gw.spec.kill_switch.cluster_subnets.clone() {
             Some(own) if with_gateway => own,
             _ => discovered.clone(),
         };
         let allowed = if with_gateway { gw.spec.kill_switch.allowed_subnets.clone() } else { vec![] };
-        for s in cluster.iter().chain(&allowed) {
-            prop_assert!(outbound.contains(&canonical(s)), "{} missing from {:?}", s, outbound);
+        let private = |s: &String| Cidr::parse(s).is_some_and(|c| !c.is_public());
+        let all_usable = cluster.iter().all(private) && allowed.iter().all(bypass_ok);
+        let endpoint_ok = provider != Provider::Custom || custom_endpoint(&gw).is_some();
+        let open = kind == 0 && !cluster.is_empty() && all_usable && endpoint_ok;
+        if open {
+            for s in cluster.iter().chain(&allowed) {
+                prop_assert!(outbound.contains(&canonical(s)), "{} missing from {:?}", s, outbound);
+            }
         }
 
         // No credential is a literal value.
         for (name, e) in env(&g) {
-            if name.starts_with("WIREGUARD_") || name.starts_with("OPENVPN_") {
+            if (name.starts_with("WIREGUARD_") && !name.starts_with("WIREGUARD_ENDPOINT_"))
+                || name.starts_with("OPENVPN_USER") || name.starts_with("OPENVPN_PASSWORD")
+            {
                 prop_assert!(e.value.is_none(), "{} has a literal value", name);
                 prop_assert!(
                     e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).is_some(),
@@ -1194,8 +1686,7 @@ proptest! {
             limit.and_then(|q| sidecar::quantity_bytes(&q.0)).is_some_and(|b| b >= 256.0 * 1024.0 * 1024.0)
         );
 
-        // Unavailable, or nothing known to keep outside the tunnel: 0 replicas.
-        let open = kind == 0 && !cluster.is_empty();
+        // Unavailable, or anything unusable: 0 replicas.
         if open {
             prop_assert_eq!(replicas(&d), Some(1));
             prop_assert!(annotations(&d).contains_key(HASH_ANNOTATION));
@@ -1206,20 +1697,83 @@ proptest! {
 
         // Deterministic and idempotent.
         let mut again = d.clone();
-        inject(&parent(), qbittorrent(), &mut again, &res, &discovered).expect("inject");
+        inject(&parent(), qbittorrent(), &mut again, &res, &discovered, false).expect("inject");
         prop_assert_eq!(yaml(&again), yaml(&d));
 
-        // The policy is valid: every `except` lies strictly inside its block.
+        // The policy: every `except` lies strictly inside its block; the
+        // transport is UDP to one known port (or nothing); no IPv6 block
+        // to the internet; everything else is DNS or a usable subnet.
         let np = policy(&res, &discovered);
-        for rule in np.spec.and_then(|s| s.egress).unwrap_or_default() {
-            for peer in rule.to.unwrap_or_default() {
+        let egress = np.spec.and_then(|s| s.egress).unwrap_or_default();
+        if !open {
+            prop_assert!(egress.is_empty());
+        }
+        for rule in egress {
+            for peer in rule.to.clone().unwrap_or_default() {
                 if let Some(block) = peer.ip_block {
                     let outer = Cidr::parse(&block.cidr).expect("cidr");
-                    for e in block.except.unwrap_or_default() {
+                    prop_assert!(block.cidr != "::/0", "IPv6 to the internet");
+                    for e in block.except.clone().unwrap_or_default() {
                         let inner = Cidr::parse(&e).expect("except cidr");
                         prop_assert!(outer.contains(&inner) && outer != inner, "{} in {}", e, block.cidr);
                     }
+                    if outer.is_public() {
+                        // Only the tunnel transport reaches public addresses.
+                        let ports = rule.ports.clone().unwrap_or_default();
+                        prop_assert!(!ports.is_empty());
+                        for p in ports {
+                            prop_assert_eq!(p.protocol.as_deref(), Some("UDP"));
+                            prop_assert!(p.port.is_some() && p.end_port.is_none());
+                        }
+                        if provider == Provider::Custom {
+                            prop_assert_eq!(outer.prefix(), if outer.is_ipv4() { 32 } else { 128 });
+                        }
+                    }
                 }
+            }
+        }
+    }
+
+    /// Render-level fail closed: a stack whose qBittorrent has no `vpn`
+    /// (as an object stored before the CRD's rule would) renders nothing;
+    /// with one, the qBittorrent Deployment always has the sidecar.
+    #[test]
+    fn a_vpn_only_app_is_never_rendered_without_its_sidecar(
+        with_vpn in any::<bool>(),
+        gateway_known in any::<bool>(),
+        monitoring in any::<bool>(),
+    ) {
+        let mut stack = crate::render::fixtures::stack();
+        stack.spec.monitoring.enabled = monitoring;
+        let q = stack.spec.apps.qbittorrent.as_mut().expect("example has qBittorrent");
+        if !with_vpn {
+            q.vpn = None;
+        }
+        let mut inp = inputs();
+        if !gateway_known {
+            inp.vpn.clear();
+        }
+        match crate::render::stack::render(&stack, &parent(), &inp) {
+            Err(crate::render::RenderError::VpnRequired { app }) => {
+                prop_assert!(!with_vpn);
+                prop_assert_eq!(app.as_str(), "qbittorrent");
+            }
+            Err(other) => prop_assert!(false, "unexpected error {}", other),
+            Ok(rendered) => {
+                prop_assert!(with_vpn, "rendered qBittorrent without vpn");
+                let d = rendered
+                    .children
+                    .iter()
+                    .find(|c| c.key() == "Deployment/home-qbittorrent")
+                    .expect("qBittorrent Deployment");
+                let d: Deployment = serde_json::from_value(serde_json::to_value(&d.object).expect("json")).expect("deployment");
+                let g = gluetun(&d);
+                prop_assert_eq!(g.name.as_str(), "gluetun");
+                let inits: Vec<String> = pod(&d).init_containers.unwrap_or_default().into_iter().map(|c| c.name).collect();
+                prop_assert_eq!(inits.get(1).map(String::as_str), Some(CONFIG_CONTAINER));
+                // The exporter's login: the bypass exactly when monitoring is on.
+                let settings = env(&config_step(&d)).get("QBT_SETTINGS").and_then(|e| e.value.clone()).unwrap_or_default();
+                prop_assert_eq!(settings.contains("WebUI\\LocalHostAuth\tfalse"), monitoring);
             }
         }
     }

@@ -31,8 +31,11 @@ pub mod reason {
     pub const SUBNET_OVERLAPS_TUNNEL: &str = "SubnetOverlapsTunnel";
     /// A subnet is not a CIDR.
     pub const INVALID_SUBNET: &str = "InvalidSubnet";
-    /// A subnet is wider than /8: most of the internet would bypass the tunnel.
-    pub const SUBNET_TOO_WIDE: &str = "SubnetTooWide";
+    /// A subnet is not inside a private range (RFC 1918, CGNAT, link-local,
+    /// ULA): public addresses would bypass the tunnel.
+    pub const SUBNET_NOT_PRIVATE: &str = "SubnetNotPrivate";
+    /// A `custom` gateway has no usable `spec.endpoint`.
+    pub const ENDPOINT_INVALID: &str = "EndpointInvalid";
     /// No cluster pod/service range is known, so replies to the cluster
     /// (WebUI, probes, DNS) would be routed into the tunnel.
     pub const CLUSTER_SUBNETS_UNKNOWN: &str = "ClusterSubnetsUnknown";
@@ -71,12 +74,9 @@ impl std::error::Error for Invalid {}
 pub const KEY_PRIVATE_KEY: &str = "privateKey";
 pub const KEY_ADDRESSES: &str = "addresses";
 pub const KEY_PRESHARED_KEY: &str = "presharedKey";
-/// `custom` provider only: the server's public key and endpoint. The
-/// endpoint is two keys because gluetun takes the IP and the port in two
-/// variables and a `secretKeyRef` cannot split a value.
+/// `custom` provider only: the server's public key. (The endpoint is
+/// `spec.endpoint`: not a secret, and the NetworkPolicy needs it.)
 pub const KEY_PUBLIC_KEY: &str = "publicKey";
-pub const KEY_ENDPOINT_IP: &str = "endpointIP";
-pub const KEY_ENDPOINT_PORT: &str = "endpointPort";
 /// OpenVPN credentials.
 pub const KEY_USERNAME: &str = "username";
 pub const KEY_PASSWORD: &str = "password";
@@ -87,7 +87,7 @@ pub fn required_keys(gateway: &VpnGateway) -> Vec<&'static str> {
         VpnType::Wireguard => {
             let mut keys = vec![KEY_PRIVATE_KEY, KEY_ADDRESSES];
             if gateway.spec.provider == Provider::Custom {
-                keys.extend([KEY_PUBLIC_KEY, KEY_ENDPOINT_IP, KEY_ENDPOINT_PORT]);
+                keys.push(KEY_PUBLIC_KEY);
             }
             keys
         }
@@ -95,23 +95,44 @@ pub fn required_keys(gateway: &VpnGateway) -> Vec<&'static str> {
     }
 }
 
-/// Checks `gateway` against its credentials Secret (`None`: not found):
+/// Checks `gateway` against its credentials Secret (`None`: not found).
+/// First what the spec alone decides (so it is reported before the Secret
+/// exists, and whatever the API server let through):
 ///
-/// 1. the Secret exists (`SecretNotFound`);
-/// 2. every key of [`required_keys`] is present and not blank
+/// 1. a `custom` gateway has a `spec.endpoint` with an IP and a port
+///    (`EndpointInvalid`);
+/// 2. every `killSwitch.allowedSubnets` entry and every
+///    `killSwitch.clusterSubnets` override is a CIDR (`InvalidSubnet`)
+///    inside a private range (`SubnetNotPrivate`) and outside the
+///    provider's documented tunnel range (`SubnetOverlapsTunnel`);
+///
+/// then the Secret:
+///
+/// 3. it exists (`SecretNotFound`);
+/// 4. every key of [`required_keys`] is present and not blank
 ///    (`SecretKeyMissing`, naming the key and the Secret);
-/// 3. WireGuard `addresses` is a comma-separated list of CIDRs, and for
-///    `custom` `endpointIP` is an IP and `endpointPort` a port
+/// 5. WireGuard `addresses` is a comma-separated list of CIDRs
 ///    (`SecretKeyInvalid`);
-/// 4. every `killSwitch.allowedSubnets` entry and every
-///    `killSwitch.clusterSubnets` override is a CIDR (`InvalidSubnet`), no
-///    wider than /8 (`SubnetTooWide`), and does not overlap a tunnel address
-///    (`SubnetOverlapsTunnel`, naming both).
+/// 6. no subnet of 2. overlaps a tunnel address (`SubnetOverlapsTunnel`,
+///    naming the subnet and the Secret key, never the address).
 ///
 /// Discovered cluster ranges are not known here: [`check_cluster_subnets`]
 /// checks those, and [`resolve_for_cluster`] runs both.
 pub fn validate(gateway: &VpnGateway, secret: Option<&Secret>) -> Result<(), Invalid> {
     let secret_name = &gateway.spec.credentials_secret_ref.name;
+    if gateway.spec.provider == Provider::Custom && custom_endpoint(gateway).is_none() {
+        return Err(Invalid::new(
+            reason::ENDPOINT_INVALID,
+            "a custom gateway needs spec.endpoint with the IP address and UDP port of the \
+             WireGuard server"
+                .into(),
+        ));
+    }
+    let ks = &gateway.spec.kill_switch;
+    check_subnets(gateway, ALLOWED, &ks.allowed_subnets, &[])?;
+    if let Some(cluster) = &ks.cluster_subnets {
+        check_subnets(gateway, CLUSTER, cluster, &[])?;
+    }
     let Some(secret) = secret else {
         return Err(Invalid::new(
             reason::SECRET_NOT_FOUND,
@@ -135,47 +156,45 @@ pub fn validate(gateway: &VpnGateway, secret: Option<&Secret>) -> Result<(), Inv
         }
     }
     let tunnel = tunnel_addresses(gateway, &data)?;
-    if gateway.spec.provider == Provider::Custom && gateway.spec.vpn_type == VpnType::Wireguard {
-        let ip = text(&data, KEY_ENDPOINT_IP);
-        if ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(Invalid::new(
-                reason::SECRET_KEY_INVALID,
-                format!("key {KEY_ENDPOINT_IP} of Secret {secret_name} is not an IP address"),
-            ));
-        }
-        let port = text(&data, KEY_ENDPOINT_PORT);
-        if !port.parse::<u16>().is_ok_and(|p| p > 0) {
-            return Err(Invalid::new(
-                reason::SECRET_KEY_INVALID,
-                format!("key {KEY_ENDPOINT_PORT} of Secret {secret_name} is not a port number"),
-            ));
-        }
-    }
-    let ks = &gateway.spec.kill_switch;
-    check_subnets(
-        "killSwitch.allowedSubnets",
-        &ks.allowed_subnets,
-        &tunnel,
-        secret_name,
-    )?;
+    check_subnets(gateway, ALLOWED, &ks.allowed_subnets, &tunnel)?;
     if let Some(cluster) = &ks.cluster_subnets {
-        check_subnets("killSwitch.clusterSubnets", cluster, &tunnel, secret_name)?;
+        check_subnets(gateway, CLUSTER, cluster, &tunnel)?;
     }
     Ok(())
+}
+
+/// The `custom` server's address and port from `spec.endpoint`, if usable.
+pub fn custom_endpoint(gateway: &VpnGateway) -> Option<(std::net::IpAddr, u16)> {
+    let ep = gateway.spec.endpoint.as_ref()?;
+    let ip = ep.ip.trim().parse().ok()?;
+    let port = u16::try_from(ep.port).ok().filter(|p| *p > 0)?;
+    Some((ip, port))
+}
+
+/// Tunnel ranges a provider documents for its WireGuard interface
+/// addresses: Mullvad gives every device an address in 10.64.0.0/10 and
+/// fc00:bbbb:bbbb:bb01::/64 (and its resolver is 10.64.0.1). An allowed
+/// subnet must not overlap them (the same list as the CRD's CEL rule).
+/// Cluster ranges are checked against the Secret's actual address instead.
+pub fn provider_tunnel_ranges(provider: Provider) -> &'static [&'static str] {
+    match provider {
+        Provider::Mullvad => &["10.64.0.0/10", "fc00:bbbb:bbbb:bb01::/64"],
+        _ => &[],
+    }
 }
 
 /// Checks the cluster ranges the consumer will keep outside the tunnel: the
 /// gateway's `killSwitch.clusterSubnets` when set, else `discovered` (Node
 /// `podCIDRs` and `ServiceCIDR`s). They must not be empty
-/// (`ClusterSubnetsUnknown`), must be CIDRs no wider than /8, and must not
-/// overlap a tunnel address from the Secret (`SubnetOverlapsTunnel`).
+/// (`ClusterSubnetsUnknown`), must be CIDRs inside private ranges, and must
+/// not overlap a tunnel range or address (`SubnetOverlapsTunnel`).
 pub fn check_cluster_subnets(
     gateway: &VpnGateway,
     secret: Option<&Secret>,
     discovered: &[String],
 ) -> Result<(), Invalid> {
     let (field, subnets) = match &gateway.spec.kill_switch.cluster_subnets {
-        Some(own) => ("killSwitch.clusterSubnets", own.as_slice()),
+        Some(own) => (CLUSTER, own.as_slice()),
         None => ("discovered cluster subnet", discovered),
     };
     if subnets.is_empty() {
@@ -186,12 +205,11 @@ pub fn check_cluster_subnets(
                 .into(),
         ));
     }
-    let secret_name = &gateway.spec.credentials_secret_ref.name;
     let tunnel = match secret {
         Some(s) => tunnel_addresses(gateway, &secret_data(s))?,
         None => Vec::new(),
     };
-    check_subnets(field, subnets, &tunnel, secret_name)
+    check_subnets(gateway, field, subnets, &tunnel)
 }
 
 /// What the renderer may use: `Ready` when the gateway exists, is not being
@@ -260,18 +278,22 @@ fn resolve_with(
 }
 
 /// A short hash of everything the sidecar depends on: the gateway spec (as
-/// JSON) and the Secret's data (keys sorted). Put on the consumer's pod
-/// template, so changing either rolls the pods. SHA-256, hex, first 16
-/// characters; the values are only hashed, never logged or embedded.
+/// JSON) and the Secret's identity and version (`metadata.uid` and
+/// `metadata.resourceVersion`, which changes with every write of the
+/// data). Put on the consumer's pod template, so changing either rolls the
+/// pods. SHA-256, hex, first 16 characters. The Secret's data is not an
+/// input: the hash is no guessing aid for the credentials.
 pub fn resolution_hash(gateway: &VpnGateway, secret: &Secret) -> String {
     let mut h = Sha256::new();
     let spec = serde_json::to_vec(&gateway.spec).unwrap_or_default();
+    let uid = secret.metadata.uid.as_deref().unwrap_or_default();
+    let version = secret
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap_or_default();
     // Length-prefixed fields, so no two inputs hash the same bytes.
-    for part in std::iter::once(spec.as_slice()).chain(
-        secret_data(secret)
-            .iter()
-            .flat_map(|(k, v)| [k.as_bytes(), v.as_slice()]),
-    ) {
+    for part in [spec.as_slice(), uid.as_bytes(), version.as_bytes()] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
@@ -338,12 +360,24 @@ fn tunnel_addresses(
     }
 }
 
+const ALLOWED: &str = "killSwitch.allowedSubnets";
+const CLUSTER: &str = "killSwitch.clusterSubnets";
+
 fn check_subnets(
+    gateway: &VpnGateway,
     field: &str,
     subnets: &[String],
     tunnel: &[Cidr],
-    secret_name: &str,
 ) -> Result<(), Invalid> {
+    let secret_name = &gateway.spec.credentials_secret_ref.name;
+    let provider_ranges: Vec<Cidr> = if field == ALLOWED {
+        provider_tunnel_ranges(gateway.spec.provider)
+            .iter()
+            .filter_map(|r| Cidr::parse(r))
+            .collect()
+    } else {
+        Vec::new()
+    };
     for raw in subnets {
         let Some(subnet) = Cidr::parse(raw) else {
             return Err(Invalid::new(
@@ -351,20 +385,33 @@ fn check_subnets(
                 format!("{field} entry {raw:?} is not a CIDR such as 192.168.1.0/24"),
             ));
         };
-        if subnet.is_too_wide() {
+        if subnet.is_public() {
             return Err(Invalid::new(
-                reason::SUBNET_TOO_WIDE,
+                reason::SUBNET_NOT_PRIVATE,
                 format!(
-                    "{field} entry {subnet} is wider than /{}: it would route most traffic around the tunnel",
-                    super::cidr::MIN_PREFIX
+                    "{field} entry {subnet} is not inside a private range ({}): it would route \
+                     public traffic around the tunnel",
+                    super::cidr::PRIVATE_RANGES.join(", ")
                 ),
             ));
         }
-        if let Some(t) = tunnel.iter().find(|t| t.overlaps(&subnet)) {
+        if let Some(r) = provider_ranges.iter().find(|r| r.overlaps(&subnet)) {
             return Err(Invalid::new(
                 reason::SUBNET_OVERLAPS_TUNNEL,
                 format!(
-                    "{field} entry {subnet} overlaps the tunnel address {t} (key {KEY_ADDRESSES} of Secret {secret_name}); traffic to it would bypass the tunnel or break it"
+                    "{field} entry {subnet} overlaps {r}, the range {:?} assigns tunnel addresses \
+                     from; traffic to it would bypass the tunnel or break it",
+                    gateway.spec.provider.gluetun_name()
+                ),
+            ));
+        }
+        if tunnel.iter().any(|t| t.overlaps(&subnet)) {
+            // The address itself comes from the Secret: never echoed.
+            return Err(Invalid::new(
+                reason::SUBNET_OVERLAPS_TUNNEL,
+                format!(
+                    "{field} entry {subnet} overlaps a tunnel address (key {KEY_ADDRESSES} of \
+                     Secret {secret_name}); traffic to it would bypass the tunnel or break it"
                 ),
             ));
         }
