@@ -180,7 +180,7 @@ impl Policy {
                 });
             }
         }
-        if spec.ingress.traefik.managed && !self.allow_host_ports {
+        if spec.ingress.traefik.is_managed() && !self.allow_host_ports {
             out.push(Refusal {
                 field: "ingress.traefik.managed".into(),
                 reason: "the managed Traefik binds host port 80 of the node".into(),
@@ -244,7 +244,7 @@ impl Policy {
         let mut spec = spec.clone();
         if spec.security.fail2ban.enabled.is_none() {
             spec.security.fail2ban.enabled = Some(
-                self.allow_fail2ban && self.allow_host_network && spec.ingress.traefik.managed,
+                self.allow_fail2ban && self.allow_host_network && spec.ingress.traefik.is_managed(),
             );
         }
         spec
@@ -369,7 +369,7 @@ mod tests {
         };
         let mut spec = stack().spec;
         assert_eq!(fields(&p, &spec), vec!["ingress.traefik.managed"]);
-        spec.ingress.traefik.managed = false;
+        spec.ingress.traefik.managed = Some(false);
         assert!(p.check(&spec).is_empty());
     }
 

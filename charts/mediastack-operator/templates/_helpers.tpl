@@ -134,6 +134,11 @@ watchNamespace.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
+# Whether a Traefik already serves the cluster (k3s's): an IngressClass with
+# controller traefik.io/ingress-controller (ingress.traefik.managed unset).
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingressclasses"]
+  verbs: ["get", "list"]
 # Dozzle reads nodes: the operator binds the chart's fixed node-reader
 # ClusterRole (templates/rbac.yaml) to each stack's Dozzle ServiceAccount. It
 # writes ClusterRoleBindings only, and may bind only that one role (bind

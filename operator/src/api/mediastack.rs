@@ -37,6 +37,17 @@ use super::ingressroute::RouteAuth;
         json_path = ".status.appsReady"
     ),
     printcolumn(
+        name = "Edge",
+        type_ = "string",
+        description = "EdgeReady reason: Traefik, cloudflared and fail2ban",
+        json_path = ".status.conditions[?(@.type==\"EdgeReady\")].reason"
+    ),
+    printcolumn(
+        name = "Dashboard",
+        type_ = "string",
+        json_path = ".status.dashboardURL"
+    ),
+    printcolumn(
         name = "Reason",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
@@ -393,10 +404,15 @@ pub struct Ingress {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Traefik {
-    /// Deploy Traefik for this stack (host port 80). With false, an existing
-    /// Traefik that watches `traefik.io` IngressRoutes in this namespace serves the routes.
-    #[serde(default = "default_true")]
-    pub managed: bool,
+    /// Deploy Traefik for this stack (host port 80). Unset (auto, the
+    /// default): deploy it unless a Traefik already runs in the cluster, seen
+    /// as an IngressClass with controller `traefik.io/ingress-controller`
+    /// (k3s's bundled Traefik has one) while the `traefik.io` CRDs are
+    /// installed; that Traefik then serves the routes on `existingEntryPoints`.
+    /// true: always deploy ours. false: never; an existing Traefik that
+    /// watches `traefik.io` IngressRoutes in this namespace serves the routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<bool>,
     /// Traefik image of the managed instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512), regex(pattern = r"^[^\s]+$"))]
@@ -405,6 +421,15 @@ pub struct Traefik {
     #[serde(default = "default_entry_point")]
     #[schemars(length(min = 1, max = 63))]
     pub entry_point: String,
+    /// Entry points of an existing Traefik (not managed) the local routes
+    /// are bound to; k3s names its HTTP and HTTPS entry points `web` and
+    /// `websecure`.
+    #[serde(default = "default_existing_entry_points")]
+    #[schemars(
+        length(min = 1, max = 8),
+        inner(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9_-]+$"))
+    )]
+    pub existing_entry_points: Vec<String>,
     /// Secret with an htpasswd `users` key. The Traefik dashboard is served at
     /// `traefik.<domain.local>` only when this is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -417,13 +442,26 @@ pub struct Traefik {
 fn default_entry_point() -> String {
     "web".into()
 }
+fn default_existing_entry_points() -> Vec<String> {
+    vec!["web".into(), "websecure".into()]
+}
+
+impl Traefik {
+    /// Whether the stack runs its own Traefik: `managed`, with auto (unset)
+    /// taken as true. The reconciler resolves auto from the cluster before
+    /// rendering (see `reconcile::mediastack::resolve_traefik`).
+    pub fn is_managed(&self) -> bool {
+        self.managed.unwrap_or(true)
+    }
+}
 
 impl Default for Traefik {
     fn default() -> Self {
         Self {
-            managed: true,
+            managed: None,
             image: None,
             entry_point: default_entry_point(),
+            existing_entry_points: default_existing_entry_points(),
             dashboard_auth_secret_ref: None,
             resources: None,
         }
@@ -627,8 +665,9 @@ pub struct MediaStackStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling`, `Stalled` (kstatus), `MonitoringReady`, and
-    /// `Insecure` naming the apps served without a login (public apps without
+    /// `Ready`, `Reconciling`, `Stalled` (kstatus), `MonitoringReady`,
+    /// `EdgeReady` (Traefik, cloudflared and fail2ban of the stack ready;
+    /// counts toward `Ready`), and `Insecure` naming the apps served without a login (public apps without
     /// `expose.auth`, Dozzle with `allowAnonymous`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
@@ -640,6 +679,29 @@ pub struct MediaStackStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub apps: Vec<AppStatus>,
+    /// Which Traefik serves the routes: `managed` (the stack's own) or
+    /// `existing` (one already in the cluster, e.g. k3s's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traefik: Option<String>,
+    /// Local URL of the dashboard app, when it is enabled and exposed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "dashboardURL")]
+    pub dashboard_url: Option<String>,
+    /// Secrets the operator generated for the user to read: logins of the
+    /// apps (`kubectl get secret <name> -o jsonpath='{.data.password}' | base64 -d`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["app".into()]))]
+    pub credentials: Vec<CredentialStatus>,
+}
+
+/// A generated login Secret of an app.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialStatus {
+    /// App name, e.g. `qbittorrent`.
+    pub app: String,
+    /// Name of the Secret (keys `username` and `password`).
+    pub secret_name: String,
 }
 
 /// Observed state of one app.

@@ -98,7 +98,13 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
             .is_some_and(|d| d.get("token").is_some_and(|v| !v.0.is_empty())),
         None => false,
     };
-    let rctx = RouteContext::for_stack(&stack.spec, tunnel_ready);
+    let resolved = {
+        let mut s = stack.spec.clone();
+        s.ingress.traefik.managed =
+            Some(super::mediastack::resolve_traefik(&ctx, &stack.spec).await?);
+        s
+    };
+    let rctx = RouteContext::for_stack(&resolved, tunnel_ready);
     let hosts = route::hosts(&route, &rctx);
     let urls = route::urls(&route, &rctx);
 

@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Node, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
-use k8s_openapi::api::networking::v1::{NetworkPolicy, ServiceCIDR};
+use k8s_openapi::api::networking::v1::{IngressClass, NetworkPolicy, ServiceCIDR};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, ListParams};
@@ -69,12 +69,19 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
             Some(stall),
             false,
             0,
+            None,
         )
         .await;
     }
+    // `ingress.traefik.managed` unset (auto): ours unless one already runs.
+    let resolved = {
+        let mut s = stack.spec.clone();
+        s.ingress.traefik.managed = Some(resolve_traefik(&ctx, &stack.spec).await?);
+        s
+    };
     // 2. The admin policy: a refused request renders nothing new, so what
     // runs keeps running unchanged.
-    let mut refusals = ctx.policy.check(&stack.spec);
+    let mut refusals = ctx.policy.check(&resolved);
     // The gluetun image of a gateway runs in this stack's pods.
     let gateways: Api<VpnGateway> = Api::namespaced(client.clone(), &ns);
     let mut seen = BTreeSet::new();
@@ -110,12 +117,13 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
             Some(stall),
             false,
             0,
+            None,
         )
         .await;
     }
     let effective = {
         let mut s = stack.as_ref().clone();
-        s.spec = ctx.policy.effective(&stack.spec);
+        s.spec = ctx.policy.effective(&resolved);
         s
     };
     let inputs = gather_inputs(&stack, &ctx, &parent, &ready_deploy).await?;
@@ -140,6 +148,7 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
                 Some(stall),
                 inputs.monitoring_crds,
                 0,
+                None,
             )
             .await;
         }
@@ -157,6 +166,7 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
             Some(stall),
             inputs.monitoring_crds,
             0,
+            None,
         )
         .await;
     }
@@ -177,6 +187,14 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
             )
             .await?,
         );
+    }
+    // The WebUI logins' hashes, before the pods that read them.
+    for (app, app_spec) in effective.spec.apps.enabled() {
+        if app.binds_to_tunnel && app_spec.vpn.is_some() {
+            writes += usize::from(
+                ensure_webui_hash(client, &ns, &vpn::webui_secret_name(&parent, app.name)).await?,
+            );
+        }
     }
     let mut keep = BTreeSet::new();
     for child in &rendered.children {
@@ -229,8 +247,119 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
         None,
         inputs.monitoring_crds,
         writes,
+        Some(Edge {
+            spec: &effective.spec,
+            inputs: &inputs,
+        }),
     )
     .await
+}
+
+/// The rendered edge, for `EdgeReady`, the URLs and the credentials.
+struct Edge<'a> {
+    /// The spec as rendered (auto Traefik resolved, policy applied).
+    spec: &'a crate::api::mediastack::MediaStackSpec,
+    inputs: &'a Inputs,
+}
+
+/// IngressClass controller name of Traefik (k3s's bundled Traefik has one).
+pub const TRAEFIK_INGRESS_CONTROLLER: &str = "traefik.io/ingress-controller";
+
+/// Whether the stack runs its own Traefik: `ingress.traefik.managed`, or
+/// with auto (unset) true unless [`existing_traefik`] finds one.
+pub async fn resolve_traefik(
+    ctx: &Context,
+    spec: &crate::api::mediastack::MediaStackSpec,
+) -> Result<bool, Error> {
+    match spec.ingress.traefik.managed {
+        Some(m) => Ok(m),
+        None => Ok(!existing_traefik(ctx).await?),
+    }
+}
+
+/// A Traefik already serves the cluster: the `traefik.io` CRDs are installed
+/// and an IngressClass names Traefik's controller. A cheap list of the
+/// (few, cluster-scoped) IngressClasses per reconcile, not a watch: a
+/// Traefik installed later is picked up at the next resync. IngressClasses
+/// rather than Deployments, because a namespaced operator cannot list
+/// Deployments in kube-system.
+pub async fn existing_traefik(ctx: &Context) -> Result<bool, Error> {
+    if !crd_exists(ctx, super::ingressroute::TRAEFIK_CRD).await? {
+        return Ok(false);
+    }
+    let classes: Api<IngressClass> = Api::all(ctx.client.clone());
+    match classes.list(&ListParams::default()).await {
+        Ok(list) => Ok(list.items.iter().any(|c| {
+            c.spec.as_ref().and_then(|s| s.controller.as_deref())
+                == Some(TRAEFIK_INGRESS_CONTROLLER)
+        })),
+        Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => {
+            warn!(
+                "cannot list IngressClasses ({}): assuming no Traefik runs",
+                e.message
+            );
+            Ok(false)
+        }
+        Err(source) => Err(Error::Read {
+            what: "IngressClass list".into(),
+            source,
+        }),
+    }
+}
+
+/// Adds the PBKDF2 hash of the login Secret's `password` under
+/// `passwordPBKDF2` (qBittorrent's stored form, new random salt), when it
+/// is missing or was computed from another password (the SHA-256 in the
+/// annotation differs: the user changed the password). Whether it wrote.
+async fn ensure_webui_hash(client: &kube::Client, ns: &str, name: &str) -> Result<bool, Error> {
+    use sha2::Digest as _;
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let Some(secret) = get_opt(&api, name).await? else {
+        return Ok(false);
+    };
+    let Some(password) = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("password"))
+        .filter(|p| !p.0.is_empty())
+    else {
+        return Ok(false);
+    };
+    let fingerprint: String = sha2::Sha256::digest(&password.0)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let hashed = secret
+        .annotations()
+        .get(vpn::HASHED_ANNOTATION)
+        .is_some_and(|a| *a == fingerprint)
+        && secret
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(vpn::PBKDF2_KEY));
+    if hashed {
+        return Ok(false);
+    }
+    let salt: [u8; vpn::SALT_LEN] = rand::random();
+    let hash = vpn::password_pbkdf2(&password.0, &salt);
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": secret.metadata.resource_version,
+            "annotations": {vpn::HASHED_ANNOTATION: fingerprint},
+        },
+        "data": {vpn::PBKDF2_KEY: k8s_openapi::ByteString(hash.into_bytes())},
+    });
+    let pp = kube::api::PatchParams {
+        field_manager: Some(super::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch(name, &pp, &kube::api::Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Apply {
+            what: format!("Secret/{name}"),
+            source,
+        })?;
+    Ok(true)
 }
 
 /// A claim the stack would apply that already exists and is not its own
@@ -523,20 +652,20 @@ async fn finish(
     stall: Option<Stall>,
     monitoring_crds: bool,
     writes: usize,
+    edge: Option<Edge<'_>>,
 ) -> Result<Action, Error> {
-    let spec = &stack.spec;
+    let spec = edge.as_ref().map_or(&stack.spec, |e| e.spec);
     let waiting: BTreeMap<_, _> = waiting.into_iter().collect();
+    let rctx = route::RouteContext::for_stack(
+        spec,
+        edge.as_ref()
+            .is_some_and(|e| crate::render::tunnel::enabled(e.spec, e.inputs)),
+    );
     let apps: Vec<AppStatus> = spec
         .apps
         .enabled()
         .map(|(app, app_spec)| {
             let d = live.get(&parent.child_name(app.name));
-            let host = app_spec
-                .expose
-                .as_ref()
-                .and_then(|e| e.host.clone())
-                .unwrap_or_else(|| format!("{}.{}", app.name, spec.domain.local));
-            let exposed = app_spec.expose.as_ref().is_none_or(|e| e.enabled);
             AppStatus {
                 name: app.name.to_string(),
                 ready: d.is_some_and(|d| deployment_ready(d)),
@@ -550,17 +679,16 @@ async fn finish(
                         .clone()
                         .unwrap_or_else(|| app.image.to_string()),
                 ),
-                urls: if exposed {
-                    vec![format!("http://{host}")]
-                } else {
-                    Vec::new()
-                },
+                urls: route::app_route(parent, spec, app.name, app_spec)
+                    .map(|r| route::urls(&r, &rctx))
+                    .unwrap_or_default(),
                 waiting_for: waiting.get(app.name).cloned(),
             }
         })
         .collect();
     let ready_count = apps.iter().filter(|a| a.ready).count();
-    let all_ready = ready_count == apps.len() && writes == 0;
+    let edge_cond = edge_condition(ctx, parent, live, edge.as_ref()).await?;
+    let all_ready = ready_count == apps.len() && writes == 0 && edge_cond.status;
     let progress_msg = if !waiting.is_empty() {
         waiting
             .iter()
@@ -568,11 +696,14 @@ async fn finish(
             .collect::<Vec<_>>()
             .join("; ")
     } else {
-        let not_ready: Vec<_> = apps
+        let mut not_ready: Vec<_> = apps
             .iter()
             .filter(|a| !a.ready)
             .map(|a| a.name.as_str())
             .collect();
+        if !edge_cond.status {
+            not_ready.push("the edge");
+        }
         format!(
             "Waiting for {} to become ready",
             if not_ready.is_empty() {
@@ -599,19 +730,37 @@ async fn finish(
     } else {
         Cond::new("MonitoringReady", false, "CRDNotInstalled", "The monitoring.coreos.com CRDs are not installed; monitoring objects are skipped until they are")
     });
+    conds.push(edge_cond);
     let insecure = insecure_condition(parent, spec);
     conds.push(insecure.clone());
     let old = stack.status.clone().unwrap_or_default();
+    let dashboard_url = apps
+        .iter()
+        .find(|a| a.name == crate::render::dashboard::APP)
+        .and_then(|a| a.urls.first().cloned());
+    let credentials = credentials(parent, spec);
     let new = MediaStackStatus {
         observed_generation: stack.metadata.generation,
         conditions: status::merge(&old.conditions, &conds, stack.metadata.generation),
         apps_ready: Some(format!("{ready_count}/{}", apps.len())),
         apps,
+        traefik: edge.as_ref().map(|e| {
+            if e.spec.ingress.traefik.is_managed() {
+                "managed".to_string()
+            } else {
+                "existing".to_string()
+            }
+        }),
+        dashboard_url,
+        credentials,
     };
     if !(old.observed_generation == new.observed_generation
         && status::same(&old.conditions, &new.conditions)
         && old.apps == new.apps
-        && old.apps_ready == new.apps_ready)
+        && old.apps_ready == new.apps_ready
+        && old.traefik == new.traefik
+        && old.dashboard_url == new.dashboard_url
+        && old.credentials == new.credentials)
     {
         if let Some(s) = &stall {
             let was = status::was_true(&old.conditions, "Stalled", s.reason);
@@ -673,6 +822,109 @@ async fn finish(
             Action::requeue(ctx.resync)
         },
     )
+}
+
+/// The generated login Secrets the user reads: qBittorrent's WebUI login,
+/// Dozzle's.
+fn credentials(
+    parent: &Parent,
+    spec: &crate::api::mediastack::MediaStackSpec,
+) -> Vec<crate::api::mediastack::CredentialStatus> {
+    let mut out: Vec<_> = spec
+        .apps
+        .enabled()
+        .filter(|(app, s)| app.binds_to_tunnel && s.vpn.is_some())
+        .map(|(app, _)| crate::api::mediastack::CredentialStatus {
+            app: app.name.to_string(),
+            secret_name: vpn::webui_secret_name(parent, app.name),
+        })
+        .collect();
+    out.extend(crate::render::dozzle::login_secret(parent, spec).map(|s| {
+        crate::api::mediastack::CredentialStatus {
+            app: crate::render::dozzle::APP.to_string(),
+            secret_name: s.name,
+        }
+    }));
+    out
+}
+
+/// `EdgeReady`: the stack's Traefik (when managed), cloudflared (when it
+/// runs) and fail2ban (when enabled) have all their pods ready. False
+/// (`NotRendered`) while the stack is stalled before rendering.
+async fn edge_condition(
+    ctx: &Context,
+    parent: &Parent,
+    live: &BTreeMap<String, &Deployment>,
+    edge: Option<&Edge<'_>>,
+) -> Result<Cond, Error> {
+    let Some(edge) = edge else {
+        return Ok(Cond::new(
+            "EdgeReady",
+            false,
+            "NotRendered",
+            "the edge is not rendered while the stack is stalled",
+        ));
+    };
+    let spec = edge.spec;
+    let managed = spec.ingress.traefik.is_managed();
+    let mut parts: Vec<(&str, bool)> = Vec::new();
+    if managed {
+        let d = live.get(&crate::render::traefik::name(parent));
+        parts.push(("Traefik", d.is_some_and(|d| deployment_ready(d))));
+    }
+    if crate::render::tunnel::enabled(spec, edge.inputs) {
+        let d = live.get(&crate::render::tunnel::name(parent));
+        parts.push(("cloudflared", d.is_some_and(|d| deployment_ready(d))));
+    }
+    if crate::render::fail2ban::enabled(spec) && managed {
+        let daemonsets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &parent.namespace);
+        let ds = get_opt(&daemonsets, &crate::render::fail2ban::name(parent)).await?;
+        parts.push(("fail2ban", ds.as_ref().is_some_and(daemonset_ready)));
+    }
+    let waiting: Vec<&str> = parts.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    let names: Vec<&str> = parts.iter().map(|p| p.0).collect();
+    let traefik = if managed {
+        "the stack's Traefik"
+    } else {
+        "an existing Traefik (not managed)"
+    };
+    Ok(if let Some(first) = waiting.first() {
+        Cond::new(
+            "EdgeReady",
+            false,
+            format!("{}NotReady", capitalize(first)),
+            format!(
+                "not ready yet: {}; routes served by {traefik}",
+                waiting.join(", ")
+            ),
+        )
+    } else {
+        Cond::new(
+            "EdgeReady",
+            true,
+            if managed { "Ready" } else { "ExistingTraefik" },
+            if names.is_empty() {
+                format!("routes served by {traefik}")
+            } else {
+                format!("{} ready; routes served by {traefik}", names.join(", "))
+            },
+        )
+    })
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn daemonset_ready(ds: &DaemonSet) -> bool {
+    let st = ds.status.clone().unwrap_or_default();
+    st.desired_number_scheduled > 0
+        && st.number_ready >= st.desired_number_scheduled
+        && st.updated_number_scheduled.unwrap_or(0) >= st.desired_number_scheduled
+        && st.observed_generation >= ds.metadata.generation
 }
 
 /// `Insecure`: True, naming the apps, when an app is served without a login

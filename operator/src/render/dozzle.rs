@@ -76,7 +76,7 @@ pub fn login_secret(parent: &Parent, spec: &MediaStackSpec) -> Option<GeneratedS
 /// through the Service and skip the login. With an existing Traefik, whose
 /// pods the operator does not know, there is none.
 pub fn network_policy(parent: &Parent, spec: &MediaStackSpec) -> Option<NetworkPolicy> {
-    if !enabled(spec) || !spec.ingress.traefik.managed {
+    if !enabled(spec) || !spec.ingress.traefik.is_managed() {
         return None;
     }
     let peer = |name: &str| NetworkPolicyPeer {
@@ -307,7 +307,7 @@ mod tests {
                 .iter()
                 .any(|c| c.key() == "NetworkPolicy/home-dozzle")
         );
-        spec.ingress.traefik.managed = false;
+        spec.ingress.traefik.managed = Some(false);
         assert!(network_policy(&p, &spec).is_none());
     }
 

@@ -56,11 +56,12 @@ pub struct RouteContext {
     pub local_domain: String,
     /// The stack's public domain, e.g. `example.org`, if any.
     pub public_domain: Option<String>,
-    /// Traefik entry point of local hosts (the HTTP entry point on port 80).
-    pub entry_point: String,
+    /// Traefik entry points of local hosts: the managed Traefik's HTTP entry
+    /// point on port 80, or an existing Traefik's `existingEntryPoints`.
+    pub entry_points: Vec<String>,
     /// Traefik entry point the tunnel connects to (the managed Traefik's
     /// `tunnel` entry point). Public hosts are routed only there. `None` with
-    /// an existing Traefik: public hosts share `entry_point`.
+    /// an existing Traefik: public hosts share `entry_points`.
     pub tunnel_entry_point: Option<String>,
     /// cloudflared runs for the stack (tunnel configured and its token present).
     pub tunnel_ready: bool,
@@ -75,9 +76,13 @@ impl RouteContext {
         Self {
             local_domain: spec.domain.local.clone(),
             public_domain: spec.domain.public.clone(),
-            entry_point: traefik.entry_point.clone(),
+            entry_points: if traefik.is_managed() {
+                vec![traefik.entry_point.clone()]
+            } else {
+                traefik.existing_entry_points.clone()
+            },
             tunnel_entry_point: traefik
-                .managed
+                .is_managed()
                 .then(|| super::traefik::TUNNEL_ENTRY_POINT.to_string()),
             tunnel_ready,
         }
@@ -89,36 +94,47 @@ impl RouteContext {
 pub fn app_routes(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, RenderError> {
     let mut out = Vec::new();
     for (app, app_spec) in spec.apps.enabled() {
-        let expose = app_spec.expose.clone().unwrap_or_default();
-        if !expose.enabled {
-            continue;
+        if let Some(route) = app_route(parent, spec, app.name, app_spec) {
+            out.push(Child::typed(&route)?);
         }
-        let name = parent.child_name(app.name);
-        let host = expose
-            .host
-            .clone()
-            .unwrap_or_else(|| format!("{}.{}", app.name, spec.domain.local));
-        let route = IngressRoute {
-            metadata: parent.meta(&name, app.name, "route"),
-            spec: IngressRouteSpec {
-                host: Some(host),
-                subdomain: None,
-                service: ServiceTarget {
-                    name: name.clone(),
-                    port: IntOrString::String(APP_PORT.into()),
-                },
-                public: expose.public,
-                stack_ref: Some(LocalRef {
-                    name: parent.name.clone(),
-                }),
-                auth: app_auth(parent, app.name, &expose),
-                allow_cidrs: Vec::new(),
-            },
-            status: None,
-        };
-        out.push(Child::typed(&route)?);
     }
     Ok(out)
+}
+
+/// The IngressRoute `<stack>-<app>` of one app, `None` when its exposure is off.
+pub fn app_route(
+    parent: &Parent,
+    spec: &MediaStackSpec,
+    app: &str,
+    app_spec: &crate::api::mediastack::AppSpec,
+) -> Option<IngressRoute> {
+    let expose = app_spec.expose.clone().unwrap_or_default();
+    if !expose.enabled {
+        return None;
+    }
+    let name = parent.child_name(app);
+    let host = expose
+        .host
+        .clone()
+        .unwrap_or_else(|| format!("{app}.{}", spec.domain.local));
+    Some(IngressRoute {
+        metadata: parent.meta(&name, app, "route"),
+        spec: IngressRouteSpec {
+            host: Some(host),
+            subdomain: None,
+            service: ServiceTarget {
+                name: name.clone(),
+                port: IntOrString::String(APP_PORT.into()),
+            },
+            public: expose.public,
+            stack_ref: Some(LocalRef {
+                name: parent.name.clone(),
+            }),
+            auth: app_auth(parent, app, &expose),
+            allow_cidrs: Vec::new(),
+        },
+        status: None,
+    })
 }
 
 /// The login in front of an app: `expose.auth`, else for Dozzle (unless
@@ -235,7 +251,7 @@ pub fn warnings(route: &IngressRoute, ctx: &RouteContext) -> Vec<(&'static str, 
 /// Traefik's IngressRoute(s) and Middlewares for our `route`, in apply order
 /// (Middlewares first). `parent` is the route itself.
 ///
-/// - `<route>`: the local host on `ctx.entry_point` (plus the public host
+/// - `<route>`: the local host on `ctx.entry_points` (plus the public host
 ///   when there is no tunnel entry point).
 /// - `<route>-public`: the public host on the tunnel entry point.
 /// - Middlewares `<route>-allow` (ipAllowList on the client address),
@@ -259,7 +275,7 @@ pub fn traefik_objects(
     let tunnel_ep = ctx
         .tunnel_entry_point
         .as_deref()
-        .filter(|ep| *ep != ctx.entry_point);
+        .filter(|ep| !ctx.entry_points.iter().any(|e| e == ep));
 
     let mut middlewares: Vec<Child> = Vec::new();
     let mut add = |suffix: &str, spec: Value| -> Result<String, RenderError> {
@@ -347,7 +363,7 @@ pub fn traefik_objects(
             routes.push(ingress_route(
                 parent,
                 &parent.name,
-                &ctx.entry_point,
+                &ctx.entry_points,
                 &[local.as_str()],
                 [&allow, &auth],
                 &service,
@@ -355,7 +371,7 @@ pub fn traefik_objects(
             routes.push(ingress_route(
                 parent,
                 &parent.child_name("public"),
-                tunnel_ep,
+                &[tunnel_ep.to_string()],
                 &[public.as_str()],
                 [&rate_limit, &allow_public, &headers, &auth],
                 &service,
@@ -364,7 +380,7 @@ pub fn traefik_objects(
         (Some(public), None) => routes.push(ingress_route(
             parent,
             &parent.name,
-            &ctx.entry_point,
+            &ctx.entry_points,
             &[local.as_str(), public.as_str()],
             [&allow, &headers, &auth],
             &service,
@@ -372,7 +388,7 @@ pub fn traefik_objects(
         (None, _) => routes.push(ingress_route(
             parent,
             &parent.name,
-            &ctx.entry_point,
+            &ctx.entry_points,
             &[local.as_str()],
             [&allow, &None, &auth],
             &service,
@@ -403,7 +419,7 @@ fn middleware(parent: &Parent, name: &str, spec: Value) -> Result<Child, RenderE
 fn ingress_route<const N: usize>(
     parent: &Parent,
     name: &str,
-    entry_point: &str,
+    entry_points: &[String],
     hosts: &[&str],
     middlewares: [&Option<String>; N],
     service: &Value,
@@ -422,7 +438,7 @@ fn ingress_route<const N: usize>(
     }
     traefik_ingress_route(json!({
         "metadata": route_child_meta(parent, name),
-        "spec": {"entryPoints": [entry_point], "routes": [route]},
+        "spec": {"entryPoints": entry_points, "routes": [route]},
     }))
 }
 
@@ -882,13 +898,18 @@ mod tests {
     fn public_route_on_an_existing_traefik_shares_the_entry_point() {
         let r = public_route();
         let mut s = stack();
-        s.spec.ingress.traefik.managed = false;
+        s.spec.ingress.traefik.managed = Some(false);
         let c = RouteContext::for_stack(&s.spec, true);
         assert_eq!(c.tunnel_entry_point, None);
         let children = traefik_objects(&r, &route_parent(&r), &c).expect("render");
         let objs = by_key(&children);
         assert!(!objs.contains_key("IngressRoute/grafana-public"));
         assert!(!objs.contains_key("Middleware/grafana-allow-public"));
+        // An existing Traefik (k3s's) is bound on its `web` and `websecure`.
+        assert_eq!(
+            objs["IngressRoute/grafana"]["spec"]["entryPoints"],
+            json!(["web", "websecure"])
+        );
         let rt = &objs["IngressRoute/grafana"]["spec"]["routes"][0];
         assert_eq!(
             rt["match"],
@@ -901,6 +922,15 @@ mod tests {
         let reasons: Vec<&str> = warnings(&r, &c).into_iter().map(|w| w.0).collect();
         assert_eq!(reasons, ["AllowListSeesTunnel"]);
         traefik_schema::assert_valid(&children);
+
+        // Configured entry points; the managed Traefik keeps its one.
+        s.spec.ingress.traefik.existing_entry_points = vec!["http".into()];
+        assert_eq!(
+            RouteContext::for_stack(&s.spec, true).entry_points,
+            ["http"]
+        );
+        s.spec.ingress.traefik.managed = None;
+        assert_eq!(RouteContext::for_stack(&s.spec, true).entry_points, ["web"]);
     }
 
     #[test]

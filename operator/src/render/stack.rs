@@ -67,6 +67,9 @@ pub fn render(
             )?);
             out.generated_secrets
                 .push(super::vpn::control_secret(parent, app));
+            if app.binds_to_tunnel {
+                out.login_secrets.push(webui_login(parent, app.name));
+            }
         }
         if spec.monitoring.enabled
             && let Some(secret) = super::monitoring::attach_exporter(
@@ -101,6 +104,17 @@ pub fn render(
     }
     dedup_secrets(&mut out.generated_secrets);
     Ok(out)
+}
+
+/// qBittorrent's WebUI login, created once (user `admin`, a random
+/// password); the reconciler adds the hash its config step writes.
+pub fn webui_login(parent: &Parent, app: &str) -> GeneratedSecret {
+    GeneratedSecret {
+        name: super::vpn::webui_secret_name(parent, app),
+        random_keys: vec!["password".into()],
+        templated: BTreeMap::from([("username".to_string(), "admin".to_string())]),
+        labels: parent.labels(app, "auth"),
+    }
 }
 
 /// Name of the fixed ClusterRole (shipped by the chart) that grants read

@@ -110,7 +110,7 @@ pub fn objects(
     inputs: &Inputs,
 ) -> Result<Vec<Child>, RenderError> {
     let traefik = &spec.ingress.traefik;
-    if !traefik.managed {
+    if !traefik.is_managed() {
         return Ok(Vec::new());
     }
     validate_entry_point(&traefik.entry_point)?;
@@ -539,7 +539,7 @@ mod tests {
     #[test]
     fn nothing_when_not_managed() {
         let mut spec = with_dashboard();
-        spec.ingress.traefik.managed = false;
+        spec.ingress.traefik.managed = Some(false);
         assert!(
             objects(&parent(), &spec, &inputs())
                 .expect("render")

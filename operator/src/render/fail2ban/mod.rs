@@ -97,7 +97,7 @@ pub fn enabled(spec: &MediaStackSpec) -> bool {
     spec.security
         .fail2ban
         .enabled
-        .unwrap_or(spec.ingress.traefik.managed)
+        .unwrap_or(spec.ingress.traefik.is_managed())
 }
 
 /// Name of the ConfigMap and the DaemonSet: `<stack>-fail2ban`.
@@ -160,7 +160,7 @@ const MAX_TEMPLATE_HASH: usize = 10;
 /// those of a stack named `<stack>-traefik-x`). For an existing Traefik:
 /// any pod named `traefik-*` (k3s's).
 pub fn log_globs(parent: &Parent, spec: &MediaStackSpec) -> Vec<String> {
-    if spec.ingress.traefik.managed {
+    if spec.ingress.traefik.is_managed() {
         let suffix = NAME_ALPHABET.repeat(5);
         (1..=MAX_TEMPLATE_HASH)
             .map(|n| {
@@ -978,7 +978,7 @@ mod tests {
     fn enabled_by_default_only_with_the_managed_traefik() {
         let mut spec = stack().spec;
         assert!(enabled(&spec));
-        spec.ingress.traefik.managed = false;
+        spec.ingress.traefik.managed = Some(false);
         assert!(!enabled(&spec));
         assert!(
             objects(&parent(), &spec, &inputs())
@@ -989,7 +989,7 @@ mod tests {
         assert!(enabled(&spec));
         let files = config_files(&parent(), &spec, &inputs()).expect("render");
         assert!(files[JAIL_KEY].contains("logpath = /var/log/pods/*_traefik-*/traefik/*.log"));
-        spec.ingress.traefik.managed = true;
+        spec.ingress.traefik.managed = Some(true);
         spec.security.fail2ban.enabled = Some(false);
         assert!(
             objects(&parent(), &spec, &inputs())

@@ -234,7 +234,7 @@ fn overview(parent: &Parent, spec: &MediaStackSpec, sources: &[Source]) -> Value
             vec![target(&rate(&[re("code", "5..")]), "{{service}}")],
         ),
     );
-    if spec.ingress.traefik.managed && fail2ban_enabled(spec) {
+    if spec.ingress.traefik.is_managed() && fail2ban_enabled(spec) {
         grid.add(
             24,
             8,

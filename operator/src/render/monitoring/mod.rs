@@ -128,7 +128,7 @@ fn sources(spec: &MediaStackSpec) -> Vec<Source> {
             })
         })
         .collect();
-    if spec.ingress.traefik.managed {
+    if spec.ingress.traefik.is_managed() {
         out.push(Source {
             name: TRAEFIK,
             title: "Traefik",
@@ -158,7 +158,7 @@ fn deployments(parent: &Parent, spec: &MediaStackSpec) -> Vec<String> {
         .enabled()
         .map(|(app, _)| parent.child_name(app.name))
         .collect();
-    if spec.ingress.traefik.managed {
+    if spec.ingress.traefik.is_managed() {
         out.push(parent.child_name(TRAEFIK));
     }
     if spec.ingress.tunnel.is_some() {
@@ -182,7 +182,7 @@ fn fail2ban_enabled(spec: &MediaStackSpec) -> bool {
     spec.security
         .fail2ban
         .enabled
-        .unwrap_or(spec.ingress.traefik.managed)
+        .unwrap_or(spec.ingress.traefik.is_managed())
 }
 
 /// Small builders for PromQL text. Every value put in a query goes through

@@ -455,7 +455,7 @@ fn vpn_tunnel_down(ctx: &Ctx, app: &App) -> Alert {
 fn edge_alerts(ctx: &Ctx) -> Vec<Alert> {
     let mut out = Vec::new();
     let spec = ctx.spec;
-    if spec.ingress.traefik.managed && fail2ban_enabled(spec) {
+    if spec.ingress.traefik.is_managed() && fail2ban_enabled(spec) {
         let jail = &spec.security.fail2ban.auth_jail;
         let entry_points = user_entry_points(spec);
         let limit = AUTH_FAILURE_SOURCES.saturating_mul(jail.max_retry);

@@ -570,7 +570,7 @@ fn a_disabled_app_has_no_monitor_and_no_alert() {
 #[test]
 fn an_unmanaged_traefik_is_not_monitored() {
     let mut spec = full_spec();
-    spec.ingress.traefik.managed = false;
+    spec.ingress.traefik.managed = Some(false);
     let children = render(&spec);
     assert!(find(&children, "ServiceMonitor", "home-traefik").is_none());
     let names = alert_names(&children);
@@ -628,7 +628,7 @@ fn fail2ban_alert_follows_the_auth_jail() {
 fn a_stack_without_apps_still_renders() {
     let mut spec = stack().spec;
     spec.apps = Default::default();
-    spec.ingress.traefik.managed = false;
+    spec.ingress.traefik.managed = Some(false);
     let children = render(&spec);
     assert!(names_of(&children, "ServiceMonitor").is_empty());
     assert!(find(&children, "PrometheusRule", "home-alerts").is_none());

@@ -59,7 +59,10 @@ use super::{Child, GeneratedSecret, RenderError, VpnResolution};
 use crate::api::VpnGateway;
 use crate::catalog::App;
 
-pub use self::qbittorrent::{CONFIG_CONTAINER, SAVE_PATH, TEMP_PATH};
+pub use self::qbittorrent::{
+    CONFIG_CONTAINER, HASHED_ANNOTATION, KEEP_KEY, PBKDF2_KEY, SALT_LEN, SAVE_PATH, TEMP_PATH,
+    password_pbkdf2, webui_secret_name,
+};
 pub use self::sidecar::{
     CONTAINER_NAME, CONTROL_DIR, CONTROL_FILE, CONTROL_PORT, HEALTH_PORT, MIN_MEMORY,
     TUNNEL_INTERFACE,
@@ -243,7 +246,8 @@ pub fn inject(
     if app.binds_to_tunnel {
         let localhost_auth =
             monitoring || plan.gateway.is_some_and(sidecar::port_forwarding_active);
-        if let Some(step) = qbittorrent::config_init(pod, app, localhost_auth) {
+        let webui = qbittorrent::webui_secret_name(parent, app.name);
+        if let Some(step) = qbittorrent::config_init(pod, app, localhost_auth, &webui) {
             qbittorrent::insert(pod, step);
         }
     }

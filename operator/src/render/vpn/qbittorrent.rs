@@ -15,13 +15,25 @@
 //!   pod logs in over loopback: the exporter (monitoring) or gluetun's
 //!   port-forwarding command. Otherwise the key is left as it is.
 //!
+//! - `[Preferences]` `WebUI\Username` and `WebUI\Password_PBKDF2` from
+//!   the generated login Secret `<stack>-<app>-webui` (keys `username`,
+//!   `password`, and `passwordPBKDF2`, the hash the operator computes with
+//!   [`password_pbkdf2`]): the Secret is the source of truth, so the WebUI
+//!   never starts with the image's temporary password. Always written,
+//!   unless the Secret has `keepExisting: "true"` (the user's say-so): then
+//!   a username or password already in the file is kept and only missing
+//!   ones are written.
+//!
 //! Key names as in qBittorrent's source (`BitTorrent/Session/Interface`,
 //! `.../InterfaceName`, `.../InterfaceAddress`, `.../DefaultSavePath`,
 //! `.../TempPath`, `Preferences/WebUI/LocalHostAuth`), which QSettings
 //! writes as `[BitTorrent]` `Session\Interface=...`.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, PodSpec, ResourceRequirements, SecurityContext, VolumeMount,
+    Capabilities, Container, EnvVar, EnvVarSource, PodSpec, ResourceRequirements,
+    SecretKeySelector, SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -39,6 +51,32 @@ pub const TEMP_PATH: &str = "/data/torrents/incomplete/";
 /// The linuxserver image's defaults, replaced by the above.
 const IMAGE_SAVE_PATH: &str = "/downloads/";
 const IMAGE_TEMP_PATH: &str = "/downloads/incomplete/";
+
+/// Key of the WebUI login Secret holding the hash written to the config.
+pub const PBKDF2_KEY: &str = "passwordPBKDF2";
+/// Optional key of the WebUI login Secret: `"true"` keeps a username and
+/// password already in qBittorrent.conf.
+pub const KEEP_KEY: &str = "keepExisting";
+/// Annotation on the login Secret: SHA-256 (hex) of the `password` the
+/// stored hash was computed from, so a changed password is re-hashed.
+pub const HASHED_ANNOTATION: &str = "mediastack.io/hashed-password-sha256";
+/// qBittorrent's parameters (`src/base/utils/password.cpp`): PBKDF2 with
+/// HMAC-SHA512, 100000 rounds, 16-byte salt, 64-byte key.
+pub const PBKDF2_ROUNDS: u32 = 100_000;
+pub const SALT_LEN: usize = 16;
+const KEY_LEN: usize = 64;
+
+/// Name of the generated WebUI login Secret of `app`: `<stack>-<app>-webui`.
+pub fn webui_secret_name(parent: &super::super::meta::Parent, app: &str) -> String {
+    parent.child_name(&format!("{app}-webui"))
+}
+
+/// qBittorrent's stored form of `password` with `salt`: `<salt b64>:<key b64>`
+/// (written to the config as `"@ByteArray(...)"`).
+pub fn password_pbkdf2(password: &[u8], salt: &[u8]) -> String {
+    let key = pbkdf2::pbkdf2_hmac_array::<sha2::Sha512, KEY_LEN>(password, salt, PBKDF2_ROUNDS);
+    format!("{}:{}", BASE64.encode(salt), BASE64.encode(key))
+}
 
 /// How a setting is written.
 #[derive(Clone, Copy)]
@@ -185,6 +223,19 @@ fn settings_env(localhost_auth: bool) -> String {
 /// init does. Idempotent; POSIX sh and awk (busybox or GNU).
 const SCRIPT: &str = r#"set -eu
 conf=/config/qBittorrent/qBittorrent.conf
+if [ -n "${QBT_WEBUI_PBKDF2:-}" ]; then
+  tab=$(printf '\t'); nl='
+'
+  case "$QBT_WEBUI_PBKDF2$QBT_WEBUI_USERNAME" in
+    *"$tab"*|*"$nl"*|*'"'*) echo "qbittorrent-config: the WebUI login Secret holds a tab, newline or quote" >&2; exit 1 ;;
+  esac
+  mode=set
+  if [ "${QBT_WEBUI_KEEP:-}" = true ]; then mode=default; fi
+  QBT_SETTINGS="$QBT_SETTINGS$(printf '%s\tPreferences\t%s\t%s\t\n%s\tPreferences\t%s\t%s\t' \
+    "$mode" 'WebUI\Username' "$QBT_WEBUI_USERNAME" \
+    "$mode" 'WebUI\Password_PBKDF2' "\"@ByteArray($QBT_WEBUI_PBKDF2)\"")"
+  export QBT_SETTINGS
+fi
 mkdir -p /config/qBittorrent
 if [ ! -f "$conf" ]; then
   if [ -f /defaults/qBittorrent.conf ]; then cp /defaults/qBittorrent.conf "$conf"; else : > "$conf"; fi
@@ -232,7 +283,12 @@ mv "$conf.new" "$conf"
 
 /// The init container, with the app's image and config mount; `None` when
 /// the app container mounts no `/config`.
-pub(super) fn config_init(pod: &PodSpec, app: &App, localhost_auth: bool) -> Option<Container> {
+pub(super) fn config_init(
+    pod: &PodSpec,
+    app: &App,
+    localhost_auth: bool,
+    webui_secret: &str,
+) -> Option<Container> {
     let container = pod
         .containers
         .iter()
@@ -253,11 +309,17 @@ pub(super) fn config_init(pod: &PodSpec, app: &App, localhost_auth: bool) -> Opt
         image: Some(image),
         image_pull_policy: Some("IfNotPresent".into()),
         command: Some(vec!["/bin/sh".into(), "-c".into(), SCRIPT.into()]),
-        env: Some(vec![EnvVar {
-            name: "QBT_SETTINGS".into(),
-            value: Some(settings_env(localhost_auth)),
-            value_from: None,
-        }]),
+        env: Some(vec![
+            EnvVar {
+                name: "QBT_SETTINGS".into(),
+                value: Some(settings_env(localhost_auth)),
+                value_from: None,
+            },
+            // Not optional: the pod waits until the operator has hashed the password.
+            secret_env("QBT_WEBUI_USERNAME", webui_secret, "username", false),
+            secret_env("QBT_WEBUI_PBKDF2", webui_secret, PBKDF2_KEY, false),
+            secret_env("QBT_WEBUI_KEEP", webui_secret, KEEP_KEY, true),
+        ]),
         volume_mounts: Some(vec![mount]),
         resources: Some(ResourceRequirements {
             requests: Some(
@@ -285,6 +347,21 @@ pub(super) fn config_init(pod: &PodSpec, app: &App, localhost_auth: bool) -> Opt
         }),
         ..Default::default()
     })
+}
+
+fn secret_env(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(optional),
+            }),
+            ..Default::default()
+        }),
+    }
 }
 
 /// Puts the config step right after gluetun (nothing runs before the VPN

@@ -348,6 +348,16 @@ fn qbittorrent_is_bound_to_the_tunnel_with_monitoring_on_or_off() {
 /// Runs the config step's script on a copy of `conf` (None: fresh volume)
 /// with `sh` and `awk` (and busybox when installed), returns the result.
 fn run_config_step(conf: Option<&str>, localhost_auth: bool, shell: &[&str]) -> String {
+    run_config_step_env(conf, localhost_auth, &[], shell)
+}
+
+/// [`run_config_step`] with extra environment (the WebUI login's keys).
+fn run_config_step_env(
+    conf: Option<&str>,
+    localhost_auth: bool,
+    env: &[(&str, &str)],
+    shell: &[&str],
+) -> String {
     let dir = std::env::temp_dir().join(format!(
         "qbt-config-{}-{}",
         std::process::id(),
@@ -367,6 +377,7 @@ fn run_config_step(conf: Option<&str>, localhost_auth: bool, shell: &[&str]) -> 
             "QBT_SETTINGS",
             qbittorrent::settings_for_test(localhost_auth),
         )
+        .envs(env.iter().copied())
         .status()
         .expect("run the script");
     assert!(status.success(), "{shell:?}: {status}");
@@ -1776,5 +1787,84 @@ proptest! {
                 prop_assert_eq!(settings.contains("WebUI\\LocalHostAuth\tfalse"), monitoring);
             }
         }
+    }
+}
+
+/// A vector computed independently (Python's `hashlib.pbkdf2_hmac("sha512",
+/// b"adminadmin", bytes(range(16)), 100000, 64)`, base64 of salt and key
+/// joined by `:`), the form qBittorrent stores after `@ByteArray(`.
+#[test]
+fn webui_password_hash_is_qbittorrents_pbkdf2_form() {
+    let salt: Vec<u8> = (0u8..16).collect();
+    assert_eq!(salt.len(), crate::render::vpn::SALT_LEN);
+    assert_eq!(
+        crate::render::vpn::password_pbkdf2(b"adminadmin", &salt),
+        "AAECAwQFBgcICQoLDA0ODw==:UC4grCR8uxnR4Gzyoule02IP9X8mRb7SaEfCylvs19kyzc76Vdb/0xQlSKu43sz2Dl4vz2SIZymUO3PvTxIfVQ=="
+    );
+    // Another password, another key.
+    assert_ne!(
+        crate::render::vpn::password_pbkdf2(b"adminadmim", &salt),
+        crate::render::vpn::password_pbkdf2(b"adminadmin", &salt)
+    );
+}
+
+#[test]
+fn the_config_step_takes_the_webui_login_from_its_secret() {
+    let d = injected(&ready(), &cluster());
+    let step = config_step(&d);
+    let env = step.env.clone().unwrap_or_default();
+    let from_secret = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|v| v.secret_key_ref.clone())
+            .unwrap_or_else(|| panic!("{name} from a Secret"))
+    };
+    let hash = from_secret("QBT_WEBUI_PBKDF2");
+    assert_eq!(hash.name, "home-qbittorrent-webui");
+    assert_eq!(hash.key, crate::render::vpn::PBKDF2_KEY);
+    assert_eq!(hash.optional, Some(false));
+    assert_eq!(from_secret("QBT_WEBUI_USERNAME").key, "username");
+    assert_eq!(from_secret("QBT_WEBUI_KEEP").optional, Some(true));
+
+    let users = "[Preferences]\nWebUI\\Port=8080\nWebUI\\Username=me\n\
+         WebUI\\Password_PBKDF2=\"@ByteArray(b2xk:b2xk)\"\n";
+    let ours = "WebUI\\Password_PBKDF2=\"@ByteArray(c2FsdA==:a2V5)\"";
+    for shell in shells() {
+        let login = [
+            ("QBT_WEBUI_USERNAME", "admin"),
+            ("QBT_WEBUI_PBKDF2", "c2FsdA==:a2V5"),
+        ];
+        // Fresh volume and the user's file: the Secret's login is written.
+        for conf in [None, Some(users)] {
+            let out = run_config_step_env(conf, false, &login, &shell);
+            assert!(out.contains(ours), "{shell:?}: {out}");
+            assert!(out.contains("WebUI\\Username=admin\n"), "{shell:?}: {out}");
+            assert_eq!(out.matches("Password_PBKDF2").count(), 1, "{out}");
+        }
+        // keepExisting: the user's login stays; a missing one is written.
+        let keep = [login[0], login[1], ("QBT_WEBUI_KEEP", "true")];
+        let out = run_config_step_env(Some(users), false, &keep, &shell);
+        assert!(out.contains("@ByteArray(b2xk:b2xk)"), "{out}");
+        assert!(out.contains("WebUI\\Username=me\n"), "{out}");
+        assert!(!out.contains(ours), "{out}");
+        let out = run_config_step_env(None, false, &keep, &shell);
+        assert!(out.contains(ours), "{out}");
+        // A value that would break the file is refused.
+        let bad = [("QBT_WEBUI_USERNAME", "a\nb"), login[1]];
+        let dir = std::env::temp_dir().join(format!("qbt-bad-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("config/qBittorrent")).expect("dir");
+        let script =
+            qbittorrent::script().replace("/config", dir.join("config").to_str().expect("utf-8"));
+        let status = std::process::Command::new(shell[0])
+            .args(&shell[1..])
+            .arg("-c")
+            .arg(&script)
+            .env("QBT_SETTINGS", qbittorrent::settings_for_test(false))
+            .envs(bad.iter().copied())
+            .status()
+            .expect("run");
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(!status.success(), "{shell:?}");
     }
 }
