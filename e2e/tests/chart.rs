@@ -1018,6 +1018,12 @@ const RBAC_ALLOWLIST: &[(&str, &str, &[&str], &str)] = &[
         "service ranges for the VPN bypass",
     ),
     (
+        "networking.k8s.io",
+        "ingressclasses",
+        &["get", "list"],
+        "whether a Traefik already serves the cluster (ingress.traefik.managed auto)",
+    ),
+    (
         "apiextensions.k8s.io",
         "customresourcedefinitions",
         &["get", "list", "watch"],
@@ -1123,6 +1129,7 @@ fn chart_rbac_grants_only_the_allowlist() {
                 let cluster_scoped = [
                     "nodes",
                     "servicecidrs",
+                    "ingressclasses",
                     "customresourcedefinitions",
                     "clusterrolebindings",
                     "clusterroles",

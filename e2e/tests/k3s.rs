@@ -299,3 +299,89 @@ async fn k3s_traefik_serves_the_stack_and_the_status_shows_the_edge() {
     .await
     .expect("managed again");
 }
+
+/// Pods of `app` in `ns` (by the stack's recommended labels).
+async fn pods_of(ns: &TestNamespace, app: &str) -> usize {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = ns.api();
+    pods.list(&kube::api::ListParams::default().labels(&format!("app.kubernetes.io/name={app}")))
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0)
+}
+
+/// The Pod Security level docs/pod-security.md states: with the default
+/// example stack (qBittorrent behind gluetun with NET_ADMIN, the managed
+/// Traefik on host port 80) the namespace needs `privileged`; `baseline`
+/// refuses exactly those pods and admits the others (the data-tree step's
+/// CHOWN/FOWNER/DAC_OVERRIDE are within baseline).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_namespace_needs_privileged_pod_security_for_the_vpn_and_traefik() {
+    let baseline = TestNamespace::new("psa-base").await;
+    let privileged = TestNamespace::new("psa-priv").await;
+    for (ns, level) in [(&baseline, "baseline"), (&privileged, "privileged")] {
+        kubectl(&[
+            "label",
+            "namespace",
+            &ns.name,
+            &format!("pod-security.kubernetes.io/enforce={level}"),
+        ])
+        .await
+        .expect("label");
+    }
+    let _op1 = mediastack_e2e::Operator::start(&baseline).await;
+    let _op2 = mediastack_e2e::Operator::start(&privileged).await;
+    for ns in [&baseline, &privileged] {
+        mediastack_e2e::stack::example_stack(ns).await;
+        // Not raced by the other test's cluster-wide IngressClass.
+        touch_managed(ns).await;
+    }
+    wait_condition::<MediaStack>(&privileged, "home", "Ready", "True", None).await;
+    for app in ["jellyfin", "sonarr", "qbittorrent", "traefik"] {
+        assert!(
+            pods_of(&privileged, app).await > 0,
+            "privileged: {app} has pods"
+        );
+    }
+    let replicasets: Api<k8s_openapi::api::apps::v1::ReplicaSet> = baseline.api();
+    for app in ["qbittorrent", "traefik"] {
+        wait_for(&format!("{app} refused by baseline"), TIMEOUT, || async {
+            let list = replicasets
+                .list(
+                    &kube::api::ListParams::default()
+                        .labels(&format!("app.kubernetes.io/name={app}")),
+                )
+                .await?;
+            Ok(list.items.iter().any(|rs| {
+                rs.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| {
+                        c.iter().any(|c| {
+                            c.type_.as_deref() == Some("ReplicaFailure")
+                                && c.message.as_deref().unwrap_or("").contains("PodSecurity")
+                        })
+                    })
+            }))
+        })
+        .await
+        .expect("refused");
+        assert_eq!(pods_of(&baseline, app).await, 0, "baseline: {app}");
+    }
+    wait_for("baseline admits the other apps", TIMEOUT, || async {
+        Ok(pods_of(&baseline, "jellyfin").await > 0 && pods_of(&baseline, "sonarr").await > 0)
+    })
+    .await
+    .expect("admitted");
+}
+
+async fn touch_managed(ns: &TestNamespace) {
+    let stacks: Api<MediaStack> = ns.api();
+    stacks
+        .patch(
+            "home",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"ingress": {"traefik": {"managed": true}}}})),
+        )
+        .await
+        .expect("managed: true");
+}
