@@ -335,6 +335,16 @@ async fn the_namespace_needs_privileged_pod_security_for_the_vpn_and_traefik() {
         // Not raced by the other test's cluster-wide IngressClass.
         touch_managed(ns).await;
     }
+    // baseline refuses hostPath volumes: the data on a claim there.
+    let stacks: Api<MediaStack> = baseline.api();
+    stacks
+        .patch(
+            "home",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"storage": {"data": {"hostPath": null, "size": "10Gi"}}}})),
+        )
+        .await
+        .expect("data on a claim");
     wait_condition::<MediaStack>(&privileged, "home", "Ready", "True", None).await;
     for app in ["jellyfin", "sonarr", "qbittorrent", "traefik"] {
         assert!(
@@ -367,11 +377,29 @@ async fn the_namespace_needs_privileged_pod_security_for_the_vpn_and_traefik() {
         .expect("refused");
         assert_eq!(pods_of(&baseline, app).await, 0, "baseline: {app}");
     }
-    wait_for("baseline admits the other apps", TIMEOUT, || async {
+    let admitted = wait_for("baseline admits the other apps", TIMEOUT, || async {
         Ok(pods_of(&baseline, "jellyfin").await > 0 && pods_of(&baseline, "sonarr").await > 0)
     })
-    .await
-    .expect("admitted");
+    .await;
+    if let Err(e) = admitted {
+        let why: Vec<String> = replicasets
+            .list(&kube::api::ListParams::default().labels("app.kubernetes.io/name=jellyfin"))
+            .await
+            .map(|l| {
+                l.items
+                    .iter()
+                    .flat_map(|rs| {
+                        rs.status
+                            .clone()
+                            .and_then(|s| s.conditions)
+                            .unwrap_or_default()
+                    })
+                    .filter_map(|c| c.message)
+                    .collect()
+            })
+            .unwrap_or_default();
+        panic!("{e}: {why:?}");
+    }
 }
 
 async fn touch_managed(ns: &TestNamespace) {
