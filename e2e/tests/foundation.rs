@@ -77,11 +77,12 @@ async fn example_manifests_are_accepted_unchanged() {
         "-n",
         &ns.name,
         "-o",
-        "jsonpath={.spec.apps.jellyfin.enabled} {.spec.ingress.traefik.managed}",
+        "jsonpath={.spec.apps.jellyfin.enabled} {.spec.ingress.traefik.entryPoint}",
     ])
     .await
     .expect("get");
-    assert_eq!(stack.trim(), "true true");
+    // `ingress.traefik.managed` has no default: unset means auto.
+    assert_eq!(stack.trim(), "true web");
 }
 
 /// Each case: a mutation of an example, and the message the API server must answer with.
