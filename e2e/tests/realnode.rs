@@ -676,7 +676,7 @@ async fn qbittorrent_webui_answers_through_its_service() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(inits, ["data-tree", vpn::CONFIG_CONTAINER], "{pod}");
+    assert_eq!(inits, [vpn::CONFIG_CONTAINER, "data-tree"], "{pod}");
     create_pod(&ns, "qbittorrent", json!({"app": "qbittorrent"}), pod)
         .await
         .expect("pod");

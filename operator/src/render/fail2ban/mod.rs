@@ -1308,7 +1308,11 @@ mod tests {
         std::fs::write(&new, "").expect("log");
         let gone = logs.join(format!("media_home-traefik-5b-q7w4z_{uid}/traefik/0.log"));
         let calls = dir.join("calls");
-        let watched = format!("{}\n{PLACEHOLDER_PATH}\n{}\n", kept.display(), gone.display());
+        let watched = format!(
+            "{}\n{PLACEHOLDER_PATH}\n{}\n",
+            kept.display(),
+            gone.display()
+        );
         std::fs::write(dir.join("watched"), &watched).expect("watched");
         let fake = format!(
             "#!/bin/sh\nif [ \"$1\" = get ]; then echo 'Current monitored log file(s):'; \
@@ -1333,11 +1337,8 @@ mod tests {
         ] {
             let path = bin.join(name);
             std::fs::write(&path, body).expect("fake");
-            std::fs::set_permissions(
-                &path,
-                std::os::unix::fs::PermissionsExt::from_mode(0o755),
-            )
-            .expect("chmod");
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .expect("chmod");
         }
         let path = format!(
             "{}:{}",
@@ -1356,12 +1357,7 @@ mod tests {
             expected.push_str(&format!("set {jail} addlogpath {} head\n", new.display()));
             expected.push_str(&format!("set {jail} dellogpath {}\n", gone.display()));
         }
-        assert_eq!(
-            calls,
-            expected,
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_eq!(calls, expected, "{}", String::from_utf8_lossy(&out.stderr));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
