@@ -1242,6 +1242,19 @@ async fn fail2ban_bans_a_test_internet_client_and_unbanning_restores_it() {
         status.contains("Number of jail:\t2"),
         "both jails still run: {status}"
     );
+    // The same server all along: picked up while running, not by a restart.
+    let restarts = kubectl(&[
+        "get",
+        "pod",
+        "-n",
+        &ns.name,
+        "fail2ban",
+        "-o",
+        "jsonpath={.status.containerStatuses[*].restartCount}",
+    ])
+    .await
+    .expect("restart counts");
+    assert_eq!(restarts.trim(), "0 0", "no container restarted");
     assert!(
         picked_up,
         "logwatch added the new pod's log file: {}",
