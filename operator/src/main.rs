@@ -82,6 +82,9 @@ struct PolicyArgs {
     /// Let pods use the node's network namespace.
     #[arg(long, env = "MEDIASTACK_ALLOW_HOST_NETWORK", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     allow_host_network: bool,
+    /// Let pods mount devices of the node (`/dev/dri` for hardware transcoding).
+    #[arg(long, env = "MEDIASTACK_ALLOW_HOST_DEVICES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allow_host_devices: bool,
     /// Let pods bind node ports (the managed Traefik's port 80).
     #[arg(long, env = "MEDIASTACK_ALLOW_HOST_PORTS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     allow_host_ports: bool,
@@ -115,6 +118,7 @@ impl PolicyArgs {
             allow_fail2ban: self.allow_fail2ban,
             allow_host_ports: self.allow_host_ports,
             allow_host_network: self.allow_host_network,
+            allow_host_devices: self.allow_host_devices,
             allowed_images: or(&self.allowed_image, d.allowed_images),
             refused_env: or(&self.refused_env, d.refused_env),
             allowed_env: or(&self.allow_env, Vec::new()),
