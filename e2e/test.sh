@@ -34,6 +34,8 @@ export MEDIASTACK_REQUIRE_TOOLS=1
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The chart (e2e/tests/chart.rs checks it further).
+helm lint --strict charts/mediastack-operator
 # The release and kind workflows (actionlint, built once and cached).
 "$repo/e2e/lint-workflows.sh"
 
@@ -49,7 +51,11 @@ run_cluster_tests() {
     # The operators the tests start run as the chart's ServiceAccount, with
     # exactly the chart's RBAC: a missing rule fails a test.
     kubectl create namespace mediastack-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-    helm template mediastack-operator charts/mediastack-operator -n mediastack-system \
+    # --kube-version: a helm built with `go install` assumes Kubernetes 1.20,
+    # below the chart's kubeVersion; this is the cluster's.
+    local kube_version
+    kube_version=$(kubectl version -o json | sed -n 's/.*"gitVersion": *"\(v[0-9.]*\).*/\1/p' | tail -1)
+    helm template mediastack-operator charts/mediastack-operator -n mediastack-system --kube-version "$kube_version" \
       --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml |
       kubectl apply --server-side -f - >/dev/null
     export MEDIASTACK_OPERATOR_AS=system:serviceaccount:mediastack-system:mediastack-operator
