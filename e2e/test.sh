@@ -23,6 +23,12 @@ rustup component add clippy rustfmt >/dev/null 2>&1 || true
 step "test tools: local control plane and promtool (cached build), fail2ban-regex"
 bin=$("$repo/e2e/controlplane/build.sh")
 export PATH="$bin:$PATH"
+# The oldest supported Kubernetes (MIN_KUBERNETES_VERSION, Chart.yaml's
+# kubeVersion) for a second run of the API-level cluster tests; set
+# MEDIASTACK_MIN_KUBERNETES=0 to skip that run.
+if [ "${MEDIASTACK_E2E_CLUSTER:-local}" != existing ] && [ "${MEDIASTACK_MIN_KUBERNETES:-1}" != 0 ]; then
+  MEDIASTACK_KUBERNETES=min "$repo/e2e/controlplane/build.sh" >/dev/null
+fi
 if ! command -v fail2ban-regex >/dev/null; then
   # Debian's fail2ban ships fail2ban-regex, which checks the generated filters.
   command -v apt-get >/dev/null || { echo "install fail2ban (for fail2ban-regex)"; exit 1; }
@@ -60,7 +66,8 @@ run_cluster_tests() {
       kubectl apply --server-side -f - >/dev/null
     export MEDIASTACK_OPERATOR_AS=system:serviceaccount:mediastack-system:mediastack-operator
   fi
-  cargo test -p mediastack-e2e --locked -- --test-threads="${E2E_THREADS:-4}"
+  # Arguments: which test targets (e.g. --test chart); default all.
+  cargo test -p mediastack-e2e --locked "$@" -- --test-threads="${E2E_THREADS:-4}"
 }
 
 if [ "${MEDIASTACK_E2E_CLUSTER:-local}" = existing ]; then
@@ -74,5 +81,20 @@ else
   step "cluster tests against the local control plane${node_flag:+ with the real node}"
   export -f run_cluster_tests
   "$repo/e2e/controlplane/cluster.sh" exec $node_flag -- bash -c run_cluster_tests
+  if [ "${MEDIASTACK_MIN_KUBERNETES:-1}" != 0 ]; then
+    # Every cluster test file but the real node's (which needs the pinned
+    # kubelet): the API server, CRD CEL rules, admission policy and RBAC of
+    # the oldest Kubernetes the chart allows.
+    # shellcheck source=controlplane/versions.env
+    min_version=$(. "$repo/e2e/controlplane/versions.env" && echo "$MIN_KUBERNETES_VERSION")
+    targets=()
+    for f in "$repo"/e2e/tests/*.rs; do
+      name=$(basename "$f" .rs)
+      [ "$name" = realnode ] || targets+=(--test "$name")
+    done
+    step "API-level cluster tests against the minimum Kubernetes ${min_version}"
+    MEDIASTACK_KUBERNETES=min "$repo/e2e/controlplane/cluster.sh" exec -- \
+      bash -c 'run_cluster_tests "$@"' _ "${targets[@]}"
+  fi
 fi
 step "all tests passed"
