@@ -44,7 +44,10 @@ fn probe_succeeds_on_2xx_only() {
     let out = probe(&url);
     server.join().expect("server");
     assert!(!out.status.success(), "a 503 must fail the probe: {out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("503"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("503"),
+        "{out:?}"
+    );
 }
 
 #[test]
