@@ -41,11 +41,10 @@ kind load docker-image "mediastack-operator:$tag" --name "$cluster"
 
 step "CRDs (Traefik, prometheus-operator, ours)"
 # Server-side: some of these are too large for client-side apply's annotation.
-# Ours are applied too because Helm installs crds/ only on first install.
+# Ours come with the chart (templates/crds.yaml, upgraded with it).
 kubectl apply --server-side --force-conflicts \
   -f "$shared/thirdparty/crds/traefik-crds.yaml" \
-  -f "$shared/thirdparty/crds/monitoring-crds.yaml" \
-  -f crds/mediastack.io.yaml
+  -f "$shared/thirdparty/crds/monitoring-crds.yaml"
 kubectl wait --for=condition=Established crd --all --timeout=60s
 
 step "chart"
@@ -54,6 +53,9 @@ helm upgrade --install mediastack-operator charts/mediastack-operator \
   --set image.repository=mediastack-operator --set image.tag="$tag" \
   --set policy.admission.enabled=false \
   --wait --timeout 5m
+kubectl wait --for=condition=Established crd --all --timeout=60s
+# The chart's own test: its pod asks the operator for /readyz.
+helm test mediastack-operator --namespace mediastack-system --timeout 2m
 # (The tests check the operator's own policy checks, which the admission
 # policy would pre-empt; e2e/tests/chart.rs tests the admission policy.)
 

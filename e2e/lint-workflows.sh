@@ -26,7 +26,11 @@ trap 'rm -rf "$tmp"' EXIT
 cp -r charts/mediastack-operator "$tmp/chart"
 e2e/release-values.sh ghcr.io/example/mediastack-operator "$tmp/chart" >/dev/null
 if command -v helm >/dev/null; then
-  helm template x "$tmp/chart" --show-only templates/deployment.yaml |
+  # --kube-version: a helm built with `go install` assumes Kubernetes 1.20,
+  # below the chart's kubeVersion.
+  # shellcheck source=controlplane/versions.env
+  kube_version=$(. e2e/controlplane/versions.env && echo "$KUBERNETES_VERSION")
+  helm template x "$tmp/chart" --kube-version "$kube_version" --show-only templates/deployment.yaml |
     grep -q 'image: "\{0,1\}ghcr.io/example/mediastack-operator:' || {
     echo "release-values: the rendered Deployment does not use the released image" >&2
     exit 1

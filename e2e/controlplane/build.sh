@@ -11,6 +11,14 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
+# MEDIASTACK_KUBERNETES=min: the oldest Kubernetes the chart supports
+# (MIN_KUBERNETES_VERSION, = Chart.yaml's kubeVersion) instead of the pinned one.
+default_kubernetes=$KUBERNETES_VERSION
+case "${MEDIASTACK_KUBERNETES:-}" in
+  "" | pinned) ;;
+  min) KUBERNETES_VERSION=$MIN_KUBERNETES_VERSION ;;
+  *) echo "MEDIASTACK_KUBERNETES must be 'pinned' or 'min'" >&2; exit 2 ;;
+esac
 
 cache=${MEDIASTACK_CACHE:-$HOME/.cache/mediastack-operator}
 if [ "${1:-}" = node ]; then exec "$here/build-node.sh"; fi
@@ -104,6 +112,14 @@ build_go_install() {
   GOBIN="$bin" go install -trimpath -ldflags "-s -w" "$pkg"
 }
 
+# The tools other than Kubernetes are the same for both Kubernetes versions:
+# reuse those of the pinned build when it exists.
+shared_bin="$cache/controlplane/k8s-${default_kubernetes}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_prom-${PROMETHEUS_VERSION}/bin"
+if [ "$shared_bin" != "$bin" ]; then
+  for b in etcd kwok helm promtool; do
+    [ -x "$bin/$b" ] || [ ! -x "$shared_bin/$b" ] || cp "$shared_bin/$b" "$bin/$b"
+  done
+fi
 [ -x "$bin/etcd" ] || build_etcd
 [ -x "$bin/kwok" ] || build_go_install "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}" kwok
 [ -x "$bin/helm" ] || build_go_install "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" helm

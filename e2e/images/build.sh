@@ -18,7 +18,7 @@ cache=${MEDIASTACK_CACHE:-$HOME/.cache/mediastack-operator}
 bbver=$(dpkg-query -W -f '${Version}' busybox-static)
 qbver=$(dpkg-query -W -f '${Version}' qbittorrent-nox)
 f2bver=$(dpkg-query -W -f '${Version}' fail2ban)
-hash=$(cat "$here"/build.sh "$here"/mkimage.py "$here"/*/*.sh | sha256sum | cut -c1-16)
+hash=$(cat "$here"/build.sh "$here"/mkimage.py "$here"/*/*.sh "$here"/*/*.conf | sha256sum | cut -c1-16)
 out="$cache/images/${hash}_busybox-${bbver//:/_}_qbittorrent-${qbver//:/_}_fail2ban-${f2bver//:/_}"
 images=(pause busybox app wgclient fail2ban qbittorrent)
 nb=$("$here/../controlplane/build.sh" node) # wireguard-go
@@ -100,6 +100,8 @@ mk "$f" "$out/fail2ban.tar" --tag mediastack.local/fail2ban:1 --entrypoint '["/r
 q="$tmp/qbittorrent"
 base "$q"
 cp "$here/qbittorrent/init.sh" "$q/init"
+mkdir -p "$q/defaults"
+cp "$here/qbittorrent/defaults.conf" "$q/defaults/qBittorrent.conf"
 mkdir -p "$q/usr/bin"
 cp /usr/bin/qbittorrent-nox "$q/usr/bin/"
 ldd_copy "$q" /usr/bin/qbittorrent-nox

@@ -265,23 +265,19 @@ async fn network_policies_are_enforced_and_test_hosts_tell_sources_apart() {
     );
 }
 
-/// The kill switch's NetworkPolicy layer alone, as the operator renders it
-/// for a `custom` WireGuard gateway: from a pod it selects, UDP to the
-/// endpoint gets through (the VPN host records it) while a TCP connection
-/// to the test internet is dropped before it leaves the node (the internet
-/// records nothing from the pod). Without the policy the same connection
-/// gets through, so the check can fail.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
-    let Some(node) = RealNode::get() else { return };
-    let ns = TestNamespace::new("rn-vpnpol").await;
+/// A `custom` WireGuard VpnGateway `testvpn` whose `spec.endpoint` is the
+/// test VPN host's UDP echo (198.51.100.10:51821), and its key Secret,
+/// resolved as the operator resolves them.
+fn custom_gateway(ns: &TestNamespace) -> mediastack_operator::render::VpnResolution {
     let gateway: VpnGateway = serde_json::from_value(json!({
         "apiVersion": "mediastack.io/v1alpha1", "kind": "VpnGateway",
         "metadata": {"name": "testvpn", "namespace": ns.name},
         "spec": {"provider": "custom", "type": "wireguard",
-            "credentialsSecretRef": {"name": "testvpn-keys"}},
+            "credentialsSecretRef": {"name": "testvpn-keys"},
+            "endpoint": {"ip": VPN_ADDR, "port": VPN_ECHO_PORT}},
     }))
     .expect("gateway");
+    let key = "YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE=";
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some("testvpn-keys".into()),
@@ -290,11 +286,9 @@ async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
         },
         data: Some(
             [
-                ("privateKey", "a2V5"),
+                ("privateKey", key),
                 ("addresses", "10.64.0.2/32"),
-                ("publicKey", "a2V5"),
-                ("endpointIP", VPN_ADDR),
-                ("endpointPort", "51821"),
+                ("publicKey", key),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
@@ -303,13 +297,43 @@ async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
         ..Default::default()
     };
     let resolution = vpn::resolve(Some(&gateway), Some(&secret));
+    assert!(
+        matches!(
+            resolution,
+            mediastack_operator::render::VpnResolution::Ready { .. }
+        ),
+        "{resolution:?}"
+    );
+    resolution
+}
+
+/// The test VPN host's UDP echo: the custom gateway's endpoint port.
+const VPN_ECHO_PORT: u16 = 51821;
+/// A UDP port at the endpoint's address that is not the endpoint.
+const OTHER_UDP_PORT: u16 = 9;
+/// The cluster ranges the tests render with.
+const CLUSTER: [&str; 2] = ["10.244.0.0/16", "10.96.0.0/16"];
+
+/// The kill switch's NetworkPolicy layer alone, as the operator renders it
+/// for a `custom` WireGuard gateway with `spec.endpoint`, with real packets
+/// from a pod it selects: UDP to the endpoint gets through (the VPN host
+/// records it); UDP to the test internet and UDP to another port of the
+/// endpoint's address are dropped (the internet records nothing, a capture
+/// at the VPN host sees nothing on that port); a TCP connection to the test
+/// internet is dropped. Before the policy, the same TCP and UDP get
+/// through, so each check can fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
+    let Some(node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-vpnpol").await;
+    let resolution = custom_gateway(&ns);
     let parent = Parent {
         name: "home".into(),
         namespace: ns.name.clone(),
         owner: OwnerReference::default(),
     };
     let app = mediastack_operator::catalog::app("qbittorrent").expect("catalog");
-    let cluster = ["10.244.0.0/16".to_string(), "10.96.0.0/16".to_string()];
+    let cluster = CLUSTER.map(String::from);
     let child = vpn::network_policy(&parent, app, &resolution, &cluster).expect("render");
     let mut policy = serde_json::to_value(&child.object).expect("json");
     // Stand-alone in the test namespace: no owner (it does not exist here).
@@ -325,9 +349,34 @@ async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
         .expect("pod");
     wait_ready(&ns, "consumer").await.expect("ready");
     let ip = pod_ip(&ns, "consumer").await.expect("ip");
+    // Every UDP datagram from the pod that reaches the VPN host (bounded).
+    let pcap = node.state.join(format!("{}.pcap", ns.name));
+    let pcap_s = pcap.display().to_string();
+    let filter = format!("udp and src host {ip}");
+    let _capture = node
+        .spawn_in(
+            "vpn",
+            &[
+                "timeout", "240", "tcpdump", "-U", "-n", "-i", "any", "-c", "2000", "-w", &pcap_s,
+                &filter,
+            ],
+        )
+        .expect("tcpdump");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let to_port = |port: u16| {
+        let pcap_s = pcap_s.clone();
+        async move {
+            let out = tokio::process::Command::new("tcpdump")
+                .args(["-n", "-r", &pcap_s, &format!("udp dst port {port}")])
+                .output()
+                .await
+                .expect("tcpdump -r");
+            String::from_utf8_lossy(&out.stdout).lines().count()
+        }
+    };
     // One UDP datagram (BusyBox's nc has no UDP; tftp sends a read
-    // request, and retries while the echo answers), bounded to 2 s.
-    let udp = |to: &'static str, port: &'static str| {
+    // request, and retries while nothing answers), bounded to 2 s.
+    let udp = |to: &'static str, port: u16| {
         let ns = &ns;
         async move {
             exec(
@@ -341,12 +390,29 @@ async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
                 ],
             )
             .await
+            .expect("tftp");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
     };
-    // Control: without the policy the pod reaches the internet directly.
+    let inet_udp = || {
+        node.recorded_from("inet", &ip)
+            .into_iter()
+            .filter(|l| l.starts_with("udp "))
+            .count()
+    };
+    // Control: without the policy the pod reaches the internet directly,
+    // by TCP and UDP, and the other port at the endpoint's address.
     let hello = fetch(&ns, "consumer", &format!("http://{INET_ADDR}/")).await;
     assert!(hello.is_ok(), "no policy yet: {hello:?}");
     assert_eq!(node.recorded_from("inet", &ip).len(), 1);
+    udp(INET_ADDR, 9).await;
+    assert!(inet_udp() > 0, "no policy yet: UDP reaches the internet");
+    udp(VPN_ADDR, OTHER_UDP_PORT).await;
+    let other_before = to_port(OTHER_UDP_PORT).await;
+    assert!(
+        other_before > 0,
+        "no policy yet: the capture sees UDP to port {OTHER_UDP_PORT}"
+    );
 
     kubectl_stdin(
         &["apply", "--server-side", "-n", &ns.name, "-f", "-"],
@@ -372,13 +438,8 @@ async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
             .await
             .is_err()
     );
-    assert_eq!(
-        node.recorded_from("inet", &ip).len(),
-        before,
-        "nothing from the pod reached the internet"
-    );
     let sent_before = node.recorded_from("vpn", &ip).len();
-    udp(VPN_ADDR, "51821").await.expect("tftp");
+    udp(VPN_ADDR, VPN_ECHO_PORT).await;
     let mut through = false;
     for _ in 0..10 {
         if node.recorded_from("vpn", &ip).len() > sent_before {
@@ -388,19 +449,17 @@ async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     assert!(through, "UDP to the WireGuard endpoint gets through");
-    // Reported, not asserted: for a `custom` WireGuard server the rendered
-    // rule allows UDP on any port to any address outside the cluster ranges
-    // (gluetun's own firewall pins the endpoint), so UDP elsewhere passes too.
-    let udp_before = node.recorded_from("inet", &ip).len();
-    udp(INET_ADDR, "9").await.expect("tftp");
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    eprintln!(
-        "rendered custom-WireGuard policy: UDP to the test internet {}",
-        if node.recorded_from("inet", &ip).len() > udp_before {
-            "passes (the rule is not pinned to the endpoint)"
-        } else {
-            "is dropped"
-        }
+    udp(INET_ADDR, 9).await;
+    udp(VPN_ADDR, OTHER_UDP_PORT).await;
+    assert_eq!(
+        node.recorded_from("inet", &ip).len(),
+        before,
+        "nothing from the pod reached the internet, TCP or UDP"
+    );
+    assert_eq!(
+        to_port(OTHER_UDP_PORT).await,
+        other_before,
+        "UDP to another port of the endpoint's address is dropped"
     );
 }
 
@@ -408,6 +467,21 @@ async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
 /// `data`, as a bare pod spec for the real node: the config claim becomes
 /// an emptyDir (the cluster's pre-made volumes are not for real pods).
 fn rendered_pod(ns: &TestNamespace, app: &str, data: Value, image: Option<&str>) -> Value {
+    rendered_pod_behind(ns, app, data, image, None)
+}
+
+/// [`rendered_pod`], and with `vpn` the pod as the operator renders it
+/// behind that gateway (`vpn::inject`), minus what gluetun brings: its
+/// sidecar (gluetun cannot be built here), the app's liveness probe on
+/// gluetun's health server and the volumes only gluetun mounts. Every other
+/// container, the qBittorrent config step among them, stays as rendered.
+fn rendered_pod_behind(
+    ns: &TestNamespace,
+    app: &str,
+    data: Value,
+    image: Option<&str>,
+    vpn: Option<&mediastack_operator::render::VpnResolution>,
+) -> Value {
     let stack: MediaStack = serde_yaml::from_str(
         &std::fs::read_to_string(mediastack_e2e::repo_root().join("examples/mediastack.yaml"))
             .expect("example"),
@@ -425,8 +499,34 @@ fn rendered_pod(ns: &TestNamespace, app: &str, data: Value, image: Option<&str>)
     if let Some(i) = image {
         app_spec.image = Some(i.into());
     }
-    let objs = workload::app(&parent, &spec, facts, &app_spec, &Inputs::default()).expect("render");
+    let mut objs =
+        workload::app(&parent, &spec, facts, &app_spec, &Inputs::default()).expect("render");
+    if let Some(res) = vpn {
+        let cluster = CLUSTER.map(String::from);
+        vpn::inject(&parent, facts, &mut objs.deployment, res, &cluster, false).expect("inject");
+    }
     let mut pod = serde_json::to_value(objs.deployment.spec.template.spec).expect("pod json");
+    if vpn.is_some() {
+        pod["initContainers"]
+            .as_array_mut()
+            .expect("init containers")
+            .retain(|c| c["name"] != vpn::CONTAINER_NAME);
+        for c in pod["containers"].as_array_mut().expect("containers") {
+            c.as_object_mut()
+                .expect("container")
+                .remove("livenessProbe");
+        }
+        let mounted: Vec<Value> = ["initContainers", "containers"]
+            .iter()
+            .flat_map(|k| pod[*k].as_array().cloned().unwrap_or_default())
+            .flat_map(|c| c["volumeMounts"].as_array().cloned().unwrap_or_default())
+            .map(|m| m["name"].clone())
+            .collect();
+        pod["volumes"]
+            .as_array_mut()
+            .expect("volumes")
+            .retain(|v| mounted.contains(&v["name"]));
+    }
     for v in pod["volumes"].as_array_mut().expect("volumes") {
         if v["name"] == "config" {
             *v = json!({"name": "config", "emptyDir": {}});
@@ -553,18 +653,30 @@ async fn the_data_tree_lets_the_uid_1000_app_write_and_hardlink() {
 /// contract, the stand-in image): the operator's rendered pod starts on the
 /// real node after its data tree, passes its probes, runs as PUID 1000,
 /// and its WebUI answers through its Service from another pod (login and
-/// API).
+/// API). The pod is rendered behind a VpnGateway, so its
+/// `qbittorrent-config` step runs before the app: the real qbittorrent-nox
+/// then reports (Web API `app/preferences`) its save path under
+/// /data/torrents and its network interface tun0.
 #[tokio::test(flavor = "multi_thread")]
 async fn qbittorrent_webui_answers_through_its_service() {
     let Some(node) = RealNode::get() else { return };
     let ns = TestNamespace::new("rn-qbt").await;
     let data = node.state.join(format!("data-{}", ns.name));
-    let pod = rendered_pod(
+    let resolution = custom_gateway(&ns);
+    let pod = rendered_pod_behind(
         &ns,
         "qbittorrent",
         json!({"hostPath": data.display().to_string()}),
         Some(QBITTORRENT),
+        Some(&resolution),
     );
+    let inits: Vec<&str> = pod["initContainers"]
+        .as_array()
+        .expect("init containers")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(inits, [vpn::CONFIG_CONTAINER, "data-tree"], "{pod}");
     create_pod(&ns, "qbittorrent", json!({"app": "qbittorrent"}), pod)
         .await
         .expect("pod");
@@ -598,7 +710,8 @@ async fn qbittorrent_webui_answers_through_its_service() {
         "set -e; sid=$(timeout 5 wget -S -q -O /dev/null --post-data 'username=admin&password=adminadmin' \
          {base}/api/v2/auth/login 2>&1 | sed -n 's/.*SID=\\([^;]*\\).*/\\1/p'); \
          test -n \"$sid\"; timeout 5 wget -q -O - --header \"Cookie: SID=$sid\" {base}/api/v2/app/version; echo; \
-         timeout 5 wget -q -O - --header \"Cookie: SID=$sid\" {base}/api/v2/app/defaultSavePath"
+         timeout 5 wget -q -O - --header \"Cookie: SID=$sid\" {base}/api/v2/app/defaultSavePath; echo; \
+         timeout 5 wget -q -O - --header \"Cookie: SID=$sid\" {base}/api/v2/app/preferences"
     );
     let mut out = Err(anyhow::anyhow!("not tried"));
     for _ in 0..20 {
@@ -612,8 +725,28 @@ async fn qbittorrent_webui_answers_through_its_service() {
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("v4.5.2"), "{out}");
     let save = lines.next().unwrap_or_default();
-    eprintln!("qBittorrent default save path: {save}");
-    assert!(!save.is_empty(), "{out}");
+    assert!(
+        save.trim_end_matches('/').starts_with("/data/torrents"),
+        "the default save path is in the data tree: {out}"
+    );
+    let prefs: Value = serde_json::from_str(lines.next().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("preferences: {e}: {out}"));
+    let pref_save = prefs["save_path"].as_str().unwrap_or_default();
+    assert!(
+        pref_save.starts_with("/data/torrents"),
+        "save_path: {prefs}"
+    );
+    assert!(
+        prefs["temp_path"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("/data/torrents"),
+        "temp_path: {prefs}"
+    );
+    assert_eq!(
+        prefs["current_network_interface"], "tun0",
+        "the session is bound to the tunnel: {prefs}"
+    );
 }
 
 /// A WireGuard key pair from `wg genkey` / `wg pubkey` on the host.
@@ -993,29 +1126,24 @@ async fn fail2ban_bans_a_test_internet_client_and_unbanning_restores_it() {
         }
     }
     pod["containers"][0]["command"] = json!(["/run-fail2ban"]);
-    // Not run: the rendered `logwatch` sidecar. Its `fail2ban-client reload`
-    // parses the configuration in its own container, which does not mount
-    // the jail files, so the server is left with no jail at all (seen here
-    // with Debian's fail2ban: 2 jails before, 0 after its first reload).
-    // Reported as a defect of the rendered DaemonSet; this test covers the
-    // fail2ban container, its configuration and its action.
-    pod["containers"]
-        .as_array_mut()
-        .expect("containers")
-        .retain(|c| c["name"] != "logwatch");
+    // Both rendered containers run: fail2ban and the logwatch sidecar (its
+    // own command, as rendered).
+    assert_eq!(pod["containers"][1]["name"], "logwatch", "{pod}");
     pod["terminationGracePeriodSeconds"] = json!(1);
 
-    // "Traefik": a pod whose container log file matches the jail's glob.
+    // "Traefik": a pod named like a pod of Deployment home-traefik, whose
+    // container log file matches the jail's globs.
     let web = json!({
         "hostNetwork": true, "terminationGracePeriodSeconds": 1,
         "containers": [{"name": "traefik", "image": mediastack_e2e::realnode::FAIL2BAN,
             "command": ["python3", "-c", ACCESS_LOG_SERVER],
             "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1}}],
     });
-    create_pod(&ns, "home-traefik-0", json!({}), web)
+    let first = "home-traefik-5b6c7d8f9-x2k9p";
+    create_pod(&ns, first, json!({}), web.clone())
         .await
         .expect("web");
-    wait_ready(&ns, "home-traefik-0").await.expect("web ready");
+    wait_ready(&ns, first).await.expect("web ready");
     create_pod(&ns, "fail2ban", json!({}), pod)
         .await
         .expect("fail2ban");
@@ -1040,17 +1168,48 @@ async fn fail2ban_bans_a_test_internet_client_and_unbanning_restores_it() {
         .map(|s| s.contains(INET_ADDR))
         .unwrap_or(false)
     };
-    let mut is_banned = false;
-    for _ in 0..20 {
-        if banned().await {
-            is_banned = true;
-            break;
+    let ban = || async {
+        for _ in 0..20 {
+            if banned().await {
+                return true;
+            }
+            let _ = from_internet(&node).await;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
-        let _ = from_internet(&node).await;
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+        false
+    };
+    let unban = || async {
+        exec(
+            &ns,
+            "fail2ban",
+            "fail2ban",
+            &["fail2ban-client", "set", jail, "unbanip", INET_ADDR],
+        )
+        .await
+        .expect("unban");
+        assert_eq!(
+            from_internet(&node).await.as_deref(),
+            Some("401"),
+            "unbanned: let in again"
+        );
+    };
+    let jails = || async {
+        exec(&ns, "fail2ban", "fail2ban", &["fail2ban-client", "status"])
+            .await
+            .expect("status")
+    };
+    let watched = || async {
+        exec(
+            &ns,
+            "fail2ban",
+            "fail2ban",
+            &["fail2ban-client", "get", jail, "logpath"],
+        )
+        .await
+        .unwrap_or_default()
+    };
     assert!(
-        is_banned,
+        ban().await,
         "the test internet client is banned after repeated 401s"
     );
     assert_eq!(
@@ -1058,18 +1217,54 @@ async fn fail2ban_bans_a_test_internet_client_and_unbanning_restores_it() {
         None,
         "a banned client's packets are dropped"
     );
+    unban().await;
 
-    exec(
-        &ns,
-        "fail2ban",
-        "fail2ban",
-        &["fail2ban-client", "set", jail, "unbanip", INET_ADDR],
-    )
-    .await
-    .expect("unban");
-    assert_eq!(
-        from_internet(&node).await.as_deref(),
-        Some("401"),
-        "unbanned: let in again"
+    // A new Traefik pod writes a new log file: within logwatch's interval
+    // the running jails watch it too (no restart of fail2ban, no reload
+    // that loses the jails), and the client is banned from its lines.
+    kubectl(&["delete", "pod", "-n", &ns.name, first, "--wait=true"])
+        .await
+        .expect("delete the first web pod");
+    let second = "home-traefik-5b6c7d8f9-q7w4z";
+    create_pod(&ns, second, json!({}), web).await.expect("web");
+    wait_ready(&ns, second).await.expect("second web ready");
+    let mut picked_up = false;
+    let wait = u64::from(mediastack_operator::render::fail2ban::LOGWATCH_INTERVAL) * 2 + 15;
+    for _ in 0..wait {
+        if watched().await.contains(&format!("_{second}_")) {
+            picked_up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let status = jails().await;
+    assert!(
+        status.contains("Number of jail:\t2"),
+        "both jails still run: {status}"
     );
+    // The same server all along: picked up while running, not by a restart.
+    let restarts = kubectl(&[
+        "get",
+        "pod",
+        "-n",
+        &ns.name,
+        "fail2ban",
+        "-o",
+        "jsonpath={.status.containerStatuses[*].restartCount}",
+    ])
+    .await
+    .expect("restart counts");
+    assert_eq!(restarts.trim(), "0 0", "no container restarted");
+    assert!(
+        picked_up,
+        "logwatch added the new pod's log file: {}",
+        watched().await
+    );
+    assert!(ban().await, "banned again from the new pod's log lines");
+    assert_eq!(
+        from_internet(&node).await,
+        None,
+        "a banned client's packets are dropped"
+    );
+    unban().await;
 }

@@ -98,16 +98,9 @@ pub const APPS: &[App] = &[
         port: 8096,
         health: Health::Http("/health"),
         identity: IdentityStyle::RunAs,
-        config: &[
-            ConfigMount {
-                sub_path: "config",
-                mount_path: "/config",
-            },
-            ConfigMount {
-                sub_path: "cache",
-                mount_path: "/cache",
-            },
-        ],
+        // `/cache` (transcodes, image cache) is its own volume
+        // (`render::workload`, `apps.jellyfin.cache`), not on the config claim.
+        config: CONFIG,
         data: Some(DataMount {
             sub_path: "media",
             mount_path: "/data/media",

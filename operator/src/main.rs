@@ -25,6 +25,16 @@ enum Command {
     Crd,
     /// Print the version.
     Version,
+    /// GET an http:// URL and exit 0 only on a 2xx answer. The chart's
+    /// `helm test` pod checks the operator's /readyz with it (the image has
+    /// no shell or HTTP client of its own).
+    Probe {
+        /// The URL, e.g. http://mediastack-operator.mediastack-system.svc:8080/readyz.
+        url: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout_seconds: u64,
+    },
 }
 
 #[derive(Args, Default)]
@@ -82,6 +92,9 @@ struct PolicyArgs {
     /// Let pods use the node's network namespace.
     #[arg(long, env = "MEDIASTACK_ALLOW_HOST_NETWORK", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     allow_host_network: bool,
+    /// Let pods mount devices of the node (`/dev/dri` for hardware transcoding).
+    #[arg(long, env = "MEDIASTACK_ALLOW_HOST_DEVICES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allow_host_devices: bool,
     /// Let pods bind node ports (the managed Traefik's port 80).
     #[arg(long, env = "MEDIASTACK_ALLOW_HOST_PORTS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     allow_host_ports: bool,
@@ -115,6 +128,7 @@ impl PolicyArgs {
             allow_fail2ban: self.allow_fail2ban,
             allow_host_ports: self.allow_host_ports,
             allow_host_network: self.allow_host_network,
+            allow_host_devices: self.allow_host_devices,
             allowed_images: or(&self.allowed_image, d.allowed_images),
             refused_env: or(&self.refused_env, d.refused_env),
             allowed_env: or(&self.allow_env, Vec::new()),
@@ -139,8 +153,50 @@ fn main() -> std::process::ExitCode {
             println!("{}", env!("CARGO_PKG_VERSION"));
             std::process::ExitCode::SUCCESS
         }
+        Some(Command::Probe {
+            url,
+            timeout_seconds,
+        }) => probe(&url, timeout_seconds),
         Some(Command::Run(args)) => run(*args),
         None => run(RunArgs::parse_from(["run"])),
+    }
+}
+
+/// `mediastack-operator probe URL`: one GET, 2xx or a failure exit code.
+fn probe(url: &str, timeout_seconds: u64) -> std::process::ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(async {
+                let uri: http::Uri = url.parse()?;
+                let client = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+                let answer = tokio::time::timeout(
+                    std::time::Duration::from_secs(timeout_seconds),
+                    client.get(uri),
+                )
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer within {timeout_seconds}s"))??;
+                Ok::<_, anyhow::Error>(answer.status())
+            })
+        });
+    match result {
+        Ok(status) if status.is_success() => {
+            println!("{url}: {status}");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            eprintln!("{url}: {status}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{url}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

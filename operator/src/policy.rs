@@ -54,6 +54,9 @@ pub struct Policy {
     /// Pods may use the node's network namespace (fail2ban needs it too).
     /// Flag `--allow-host-network`.
     pub allow_host_network: bool,
+    /// Pods may mount a device of the node (`/dev/dri` for
+    /// `apps.jellyfin.hardwareAcceleration.dri`). Flag `--allow-host-devices`.
+    pub allow_host_devices: bool,
     /// Image overrides (`apps.<app>.image`, `ingress.traefik.image`,
     /// `ingress.tunnel.image`, `security.fail2ban.image`) must name one of
     /// these repositories (`lscr.io/linuxserver/sonarr`) or a repository under
@@ -78,6 +81,7 @@ impl Default for Policy {
             allow_fail2ban: false,
             allow_host_ports: true,
             allow_host_network: false,
+            allow_host_devices: false,
             allowed_images: default_images(),
             refused_env: DEFAULT_REFUSED_ENV.iter().map(|s| s.to_string()).collect(),
             allowed_env: Vec::new(),
@@ -155,14 +159,35 @@ impl Policy {
                 field: "storage.data.hostPath".into(),
                 reason: format!(
                     "{path} is not under an allowed prefix ({})",
-                    if self.host_path_prefixes.is_empty() {
-                        "none".to_string()
-                    } else {
-                        self.host_path_prefixes.join(", ")
-                    }
+                    self.prefixes_text()
                 ),
                 allow_with: "--allowed-host-path (chart value policy.allowedHostPaths)".into(),
             });
+        }
+        for (app, a) in spec.apps.enabled() {
+            if let Some(path) = a.config.as_ref().and_then(|c| c.host_path.as_ref())
+                && !self.host_path_allowed(path)
+            {
+                out.push(Refusal {
+                    field: format!("apps.{}.config.hostPath", app.name),
+                    reason: format!(
+                        "{path} is not under an allowed prefix ({})",
+                        self.prefixes_text()
+                    ),
+                    allow_with: "--allowed-host-path (chart value policy.allowedHostPaths)".into(),
+                });
+            }
+            if a.hardware_acceleration
+                .as_ref()
+                .is_some_and(|h| h.dri.is_some())
+                && !self.allow_host_devices
+            {
+                out.push(Refusal {
+                    field: format!("apps.{}.hardwareAcceleration.dri", app.name),
+                    reason: "mounts the node's /dev/dri into the pod (a host device)".into(),
+                    allow_with: "--allow-host-devices (chart value policy.allowHostDevices); or use hardwareAcceleration.devicePlugin".into(),
+                });
+            }
         }
         if spec.security.fail2ban.enabled == Some(true) {
             if !self.allow_fail2ban {
@@ -248,6 +273,14 @@ impl Policy {
             );
         }
         spec
+    }
+
+    fn prefixes_text(&self) -> String {
+        if self.host_path_prefixes.is_empty() {
+            "none".to_string()
+        } else {
+            self.host_path_prefixes.join(", ")
+        }
     }
 
     /// Whether `path` is an allowed prefix or below one, compared by whole
@@ -359,6 +392,45 @@ mod tests {
             allowed.effective(&spec).security.fail2ban.enabled,
             Some(true)
         );
+    }
+
+    #[test]
+    fn adopted_config_host_paths_and_host_devices_follow_the_policy() {
+        use crate::api::mediastack::{AppConfig, DriDevices, HardwareAcceleration};
+        let p = Policy::default();
+        let mut spec = stack().spec;
+        spec.apps.sonarr.as_mut().expect("sonarr").config = Some(AppConfig {
+            host_path: Some("/srv/compose/sonarr".into()),
+            ..Default::default()
+        });
+        assert!(p.check(&spec).is_empty());
+        spec.apps.sonarr.as_mut().expect("sonarr").config = Some(AppConfig {
+            host_path: Some("/home/me/sonarr".into()),
+            ..Default::default()
+        });
+        let r = p.check(&spec);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].field, "apps.sonarr.config.hostPath");
+        assert!(r[0].to_string().contains("--allowed-host-path"), "{}", r[0]);
+        spec.apps.sonarr.as_mut().expect("sonarr").config = None;
+
+        spec.apps
+            .jellyfin
+            .as_mut()
+            .expect("jellyfin")
+            .hardware_acceleration = Some(HardwareAcceleration {
+            dri: Some(DriDevices { render_group: 105 }),
+            device_plugin: None,
+        });
+        assert_eq!(
+            fields(&p, &spec),
+            vec!["apps.jellyfin.hardwareAcceleration.dri"]
+        );
+        let allowed = Policy {
+            allow_host_devices: true,
+            ..Policy::default()
+        };
+        assert!(allowed.check(&spec).is_empty());
     }
 
     #[test]

@@ -1,17 +1,23 @@
-{{/* Chart name, truncated to the 63 characters of a label value. */}}
+{{/* Chart name (or nameOverride), truncated to the 63 characters of a label value. */}}
 {{- define "mediastack-operator.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{/*
-Full name: the release name when it already contains the chart name,
-else <release>-<chart>. Names the Deployment, Service, RBAC objects and Lease.
+Full name: fullnameOverride when set; else the release name when it already
+contains the name, else <release>-<name>. Names the Deployment, Service, RBAC
+objects and Lease.
 */}}
 {{- define "mediastack-operator.fullname" -}}
-{{- if contains .Chart.Name .Release.Name }}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
 {{- .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
 {{- end }}
 {{- end }}
 

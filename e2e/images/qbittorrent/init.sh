@@ -4,15 +4,17 @@
 # (HOME=XDG_CONFIG_HOME=/config), WEBUI_PORT sets the WebUI port, UMASK is
 # applied, /config is owned by PUID:PGID and the daemon runs as the image's
 # user "abc" with uid PUID and gid PGID (as linuxserver's init does).
-# Like linuxserver's first start, a missing qBittorrent.conf is created with
-# the legal notice accepted and the WebUI port; an existing one is kept.
+# Like linuxserver's init, a missing qBittorrent.conf is copied from the
+# image's /defaults/qBittorrent.conf (legal notice accepted, downloads in
+# /downloads/, the image's defaults); an existing one (say, written by an init
+# container before) is kept as it is. The WebUI port is a command-line flag.
 set -eu
 PUID=${PUID:-911} PGID=${PGID:-911} WEBUI_PORT=${WEBUI_PORT:-8080}
 umask "${UMASK:-022}"
 conf=/config/qBittorrent/qBittorrent.conf
 mkdir -p /config/qBittorrent
 if [ ! -f "$conf" ]; then
-  printf '[LegalNotice]\nAccepted=true\n\n[Preferences]\nWebUI\\Port=%s\n' "$WEBUI_PORT" >"$conf"
+  cp /defaults/qBittorrent.conf "$conf"
 fi
 chown -R "$PUID:$PGID" /config
 export HOME=/config XDG_CONFIG_HOME=/config XDG_DATA_HOME=/config

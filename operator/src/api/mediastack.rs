@@ -260,6 +260,15 @@ impl Default for Domain {
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.dozzle) || !has(self.dozzle.expose) || !has(self.dozzle.expose.allowAnonymous) || !self.dozzle.expose.allowAnonymous || !has(self.dozzle.expose.public) || !self.dozzle.expose.public"
 ).message("apps.dozzle.expose.public needs a login: Dozzle shows every log of the namespace; drop allowAnonymous (a login is generated) or set expose.auth"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "(!has(self.jellyseerr) || (!has(self.jellyseerr.cache) && !has(self.jellyseerr.hardwareAcceleration))) && (!has(self.sonarr) || (!has(self.sonarr.cache) && !has(self.sonarr.hardwareAcceleration))) && (!has(self.radarr) || (!has(self.radarr.cache) && !has(self.radarr.hardwareAcceleration))) && (!has(self.prowlarr) || (!has(self.prowlarr.cache) && !has(self.prowlarr.hardwareAcceleration))) && (!has(self.bazarr) || (!has(self.bazarr.cache) && !has(self.bazarr.hardwareAcceleration))) && (!has(self.qbittorrent) || (!has(self.qbittorrent.cache) && !has(self.qbittorrent.hardwareAcceleration))) && (!has(self.dozzle) || (!has(self.dozzle.cache) && !has(self.dozzle.hardwareAcceleration))) && (!has(self.dashboard) || (!has(self.dashboard.cache) && !has(self.dashboard.hardwareAcceleration)))"
+).message("cache and hardwareAcceleration apply to apps.jellyfin only"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "(!has(self.jellyfin) || !has(self.jellyfin.apiKeySecretRef)) && (!has(self.jellyseerr) || !has(self.jellyseerr.apiKeySecretRef)) && (!has(self.bazarr) || !has(self.bazarr.apiKeySecretRef)) && (!has(self.qbittorrent) || !has(self.qbittorrent.apiKeySecretRef)) && (!has(self.dozzle) || !has(self.dozzle.apiKeySecretRef)) && (!has(self.dashboard) || !has(self.dashboard.apiKeySecretRef))"
+).message("apiKeySecretRef applies to apps.sonarr, apps.radarr and apps.prowlarr only (the apps that read their API key from the environment)"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "(!has(self.dozzle) || !has(self.dozzle.config)) && (!has(self.dashboard) || !has(self.dashboard.config))"
+).message("apps.dozzle and apps.dashboard keep no config to adopt"))]
 pub struct Apps {
     /// Jellyfin media server (port 8096).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -314,6 +323,147 @@ pub struct AppSpec {
     /// Route all of the app's traffic through a VpnGateway (gluetun sidecar with kill switch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpn: Option<VpnAttachment>,
+    /// Adopt an existing config directory instead of the claim the operator
+    /// creates: the app's config directory (`/config`, Jellyseerr's
+    /// `/app/config`) is the whole claim or host directory. The operator
+    /// never deletes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<AppConfig>,
+    /// Jellyfin only: its `/cache` (transcodes, image cache). Default: an
+    /// emptyDir limited to 10Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheVolume>,
+    /// Jellyfin only: hardware transcoding through the node's `/dev/dri`
+    /// (needs the admin policy's `--allow-host-devices`) or a device-plugin
+    /// resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_acceleration: Option<HardwareAcceleration>,
+    /// Sonarr, Radarr, Prowlarr only: a Secret key holding the app's existing
+    /// API key (its `config.xml` `<ApiKey>`). The app and its exporter use it
+    /// instead of a generated key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+    /// Extra Service names selecting the app's pods (e.g. `sonarr`, or
+    /// `gluetun` for qBittorrent), so URLs in migrated configs keep working.
+    /// None by default. A name taken by a Service the operator did not create
+    /// for this app is left alone and reported (`ServiceAliasConflict`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 8),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+        )
+    )]
+    pub service_aliases: Vec<String>,
+}
+
+/// A config directory the user already has: exactly one of `existingClaim`
+/// or `hostPath`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "has(self.existingClaim) != has(self.hostPath)"
+).message("config needs exactly one of existingClaim or hostPath"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.hostPath) || !self.hostPath.matches('(^|/)[.][.]?(/|$)')"
+).message("config.hostPath must not contain '.' or '..' segments").field_path(".hostPath"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.hostPath) || !(self.hostPath in ['/', '/var', '/var/lib', '/usr', '/home']) && !['/etc', '/proc', '/sys', '/dev', '/run', '/var/run', '/root', '/boot', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/usr/bin', '/usr/sbin', '/usr/lib', '/var/lib/kubelet', '/var/lib/containerd', '/var/lib/docker', '/var/lib/etcd', '/var/lib/rancher', '/var/log', '/etc/kubernetes'].exists(p, self.hostPath == p || self.hostPath.startsWith(p + '/'))"
+).message("config.hostPath must not be a system directory (/, /etc, /proc, /sys, /dev, /run, /var/run, /root, /boot, /var/lib/kubelet, /var/lib/containerd, /var/log and the like) or below one").field_path(".hostPath"))]
+pub struct AppConfig {
+    /// An existing PersistentVolumeClaim in the stack's namespace holding the
+    /// config directory at its root. Missing: the stack stalls (`ClaimNotFound`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub existing_claim: Option<String>,
+    /// An existing directory on the node (type `Directory`: it must exist).
+    /// Limited by the admin policy's host path prefixes, like `storage.data.hostPath`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/([^/\x00]+/?)*$"), length(max = 4096))]
+    pub host_path: Option<String>,
+}
+
+/// Jellyfin's cache volume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "!(has(self.sizeLimit) && has(self.claimName))"
+).message("cache takes sizeLimit (emptyDir) or claimName, not both"))]
+pub struct CacheVolume {
+    /// Size limit of the emptyDir (default 10Gi); the kubelet evicts the pod
+    /// when the cache grows past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<Quantity>,
+    /// An existing PersistentVolumeClaim to keep the cache on instead
+    /// (missing: the stack stalls with `ClaimNotFound`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: Option<String>,
+}
+
+/// Hardware transcoding: exactly one of `dri` or `devicePlugin`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "has(self.dri) != has(self.devicePlugin)"
+).message("hardwareAcceleration needs exactly one of dri or devicePlugin"))]
+pub struct HardwareAcceleration {
+    /// Mount the node's `/dev/dri` (a hostPath to a device: the admin policy
+    /// must allow host devices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dri: Option<DriDevices>,
+    /// Ask a device plugin for the GPU in `resources.limits`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_plugin: Option<DevicePlugin>,
+}
+
+/// The node's `/dev/dri`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DriDevices {
+    /// Group ID owning `/dev/dri/renderD*` on the node (`stat -c %g
+    /// /dev/dri/renderD128`), added to the pod's `supplementalGroups`.
+    #[schemars(range(min = 1, max = 2147483647))]
+    pub render_group: i64,
+}
+
+/// A GPU from a device plugin.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicePlugin {
+    /// Extended resource of the plugin: `gpu.intel.com/i915` (Intel GPU
+    /// plugin) or `nvidia.com/gpu` (NVIDIA device plugin).
+    #[schemars(regex(pattern = r"^(gpu\.intel\.com/i915|nvidia\.com/gpu)$"))]
+    pub resource: String,
+    /// How many (default 1).
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1, max = 8))]
+    pub count: i32,
+}
+
+fn default_one() -> i32 {
+    1
+}
+
+/// A key of a Secret in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Key in the Secret (default `apiKey`).
+    #[serde(default = "default_api_key_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_api_key_key() -> String {
+    "apiKey".into()
 }
 
 impl Default for AppSpec {
@@ -325,6 +475,11 @@ impl Default for AppSpec {
             env: Vec::new(),
             expose: None,
             vpn: None,
+            config: None,
+            cache: None,
+            hardware_acceleration: None,
+            api_key_secret_ref: None,
+            service_aliases: Vec::new(),
         }
     }
 }

@@ -70,6 +70,7 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
             false,
             0,
             None,
+            &[],
         )
         .await;
     }
@@ -118,6 +119,7 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
             false,
             0,
             None,
+            &[],
         )
         .await;
     }
@@ -149,6 +151,7 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
                 inputs.monitoring_crds,
                 0,
                 None,
+                &[],
             )
             .await;
         }
@@ -167,9 +170,15 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
             inputs.monitoring_crds,
             0,
             None,
+            &[],
         )
         .await;
     }
+
+    // Service aliases are short names a user may already have taken: a
+    // Service we did not create for this stack is never taken over.
+    let mut rendered = rendered;
+    let alias_conflicts = drop_taken_aliases(&ctx, &ns, &parent, &mut rendered.children).await?;
 
     // 5. Apply: generated Secrets first (create once), then children; then prune.
     let mut writes = 0;
@@ -251,6 +260,7 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
             spec: &effective.spec,
             inputs: &inputs,
         }),
+        &alias_conflicts,
     )
     .await
 }
@@ -362,6 +372,54 @@ async fn ensure_webui_hash(client: &kube::Client, ns: &str, name: &str) -> Resul
     Ok(true)
 }
 
+/// Removes from `children` every alias Service (`apps.<app>.serviceAliases`)
+/// whose name is taken by a Service that this operator did not create for
+/// this stack; returns what was left alone, for the `ServiceAliasConflict`
+/// condition.
+async fn drop_taken_aliases(
+    ctx: &Context,
+    ns: &str,
+    parent: &Parent,
+    children: &mut Vec<crate::render::Child>,
+) -> Result<Vec<String>, Error> {
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let mut conflicts = Vec::new();
+    let mut taken = BTreeSet::new();
+    for child in children.iter().filter(|c| is_alias(c)) {
+        let name = child.object.metadata.name.clone().unwrap_or_default();
+        if let Some(live) = get_opt(&services, &name).await? {
+            let labels = live.metadata.labels.clone().unwrap_or_default();
+            let ours = labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str)
+                == Some(MANAGER)
+                && labels.get(STACK_LABEL) == Some(&parent.name);
+            if !ours {
+                conflicts.push(format!(
+                    "Service {name} already exists and was not created by mediastack-operator for MediaStack {}; the alias is not applied",
+                    parent.name
+                ));
+                taken.insert(name);
+            }
+        }
+    }
+    children.retain(|c| {
+        !(is_alias(c) && taken.contains(c.object.metadata.name.as_deref().unwrap_or_default()))
+    });
+    Ok(conflicts)
+}
+
+fn is_alias(c: &crate::render::Child) -> bool {
+    c.api.kind == "Service"
+        && c.object
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app.kubernetes.io/component"))
+            .map(String::as_str)
+            == Some(crate::render::workload::ALIAS_COMPONENT)
+}
+
 /// A claim the stack would apply that already exists and is not its own
 /// (see [`storage::claim_conflict`]): reported as `Stalled`/`ClaimConflict`.
 async fn check_claims(
@@ -406,7 +464,46 @@ async fn check_references(stack: &MediaStack, ctx: &Context) -> Result<Option<St
             }));
         }
     }
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    for (app, a) in spec.apps.enabled() {
+        let claims = [
+            (
+                "config.existingClaim",
+                a.config.as_ref().and_then(|c| c.existing_claim.as_ref()),
+            ),
+            (
+                "cache.claimName",
+                a.cache.as_ref().and_then(|c| c.claim_name.as_ref()),
+            ),
+        ];
+        for (field, claim) in claims {
+            if let Some(claim) = claim
+                && get_opt(&pvcs, claim).await?.is_none()
+            {
+                return Ok(Some(Stall {
+                    reason: "ClaimNotFound",
+                    message: format!(
+                        "apps.{}.{field}: PersistentVolumeClaim {claim} does not exist in namespace {ns}",
+                        app.name
+                    ),
+                }));
+            }
+        }
+    }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    for (app, a) in spec.apps.enabled() {
+        if let Some(key) = &a.api_key_secret_ref
+            && !has_key(get_opt(&secrets, &key.name).await?.as_ref(), &key.key)
+        {
+            return Ok(Some(Stall {
+                reason: "SecretNotFound",
+                message: format!(
+                    "apps.{}.apiKeySecretRef: Secret {} with key {} not found",
+                    app.name, key.name, key.key
+                ),
+            }));
+        }
+    }
     if let Some(auth) = &spec.ingress.traefik.dashboard_auth_secret_ref
         && !has_key(get_opt(&secrets, &auth.name).await?.as_ref(), "users")
     {
@@ -653,6 +750,7 @@ async fn finish(
     monitoring_crds: bool,
     writes: usize,
     edge: Option<Edge<'_>>,
+    alias_conflicts: &[String],
 ) -> Result<Action, Error> {
     let spec = edge.as_ref().map_or(&stack.spec, |e| e.spec);
     let waiting: BTreeMap<_, _> = waiting.into_iter().collect();
@@ -733,6 +831,28 @@ async fn finish(
     conds.push(edge_cond);
     let insecure = insecure_condition(parent, spec);
     conds.push(insecure.clone());
+    let alias_cond = spec
+        .apps
+        .enabled()
+        .any(|(_, a)| !a.service_aliases.is_empty())
+        .then(|| {
+            if alias_conflicts.is_empty() {
+                Cond::new(
+                    "ServiceAliasConflict",
+                    false,
+                    "NoConflict",
+                    "Every service alias is served",
+                )
+            } else {
+                Cond::new(
+                    "ServiceAliasConflict",
+                    true,
+                    "ServiceExists",
+                    alias_conflicts.join("; "),
+                )
+            }
+        });
+    conds.extend(alias_cond.clone());
     let old = stack.status.clone().unwrap_or_default();
     let dashboard_url = apps
         .iter()
@@ -782,6 +902,23 @@ async fn finish(
                 insecure.message.clone(),
             )
             .await;
+        }
+        if let Some(alias) = alias_cond.as_ref().filter(|c| c.status) {
+            let was = old.conditions.iter().any(|c| {
+                c.type_ == "ServiceAliasConflict"
+                    && c.status == "True"
+                    && c.message == alias.message
+            });
+            if !was {
+                publish(
+                    ctx,
+                    stack,
+                    EventType::Warning,
+                    "ServiceAliasConflict",
+                    alias.message.clone(),
+                )
+                .await;
+            }
         }
         for (app, w) in &waiting {
             if old

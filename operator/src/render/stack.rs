@@ -71,6 +71,9 @@ pub fn render(
                 out.login_secrets.push(webui_login(parent, app.name));
             }
         }
+        if spec.monitoring.enabled {
+            ensure_key_kept(spec, app, &objs.deployment)?;
+        }
         if spec.monitoring.enabled
             && let Some(secret) = super::monitoring::attach_exporter(
                 parent,
@@ -103,6 +106,7 @@ pub fn render(
             .extend(super::monitoring::objects(parent, spec)?);
     }
     dedup_secrets(&mut out.generated_secrets);
+    unique_service_names(&out.children)?;
     Ok(out)
 }
 
@@ -115,6 +119,66 @@ pub fn webui_login(parent: &Parent, app: &str) -> GeneratedSecret {
         templated: BTreeMap::from([("username".to_string(), "admin".to_string())]),
         labels: parent.labels(app, "auth"),
     }
+}
+
+/// Monitoring gives an *arr app a generated API key through its environment,
+/// which overrides the key in its `config.xml`. For an adopted config
+/// (`apps.<app>.config`) that would replace the key other apps and scripts
+/// already use, so it is refused: the user names the existing key
+/// (`apiKeySecretRef`) or sets the app's key variable in `env`.
+fn ensure_key_kept(
+    spec: &crate::api::MediaStackSpec,
+    app: &crate::catalog::App,
+    deployment: &k8s_openapi::api::apps::v1::Deployment,
+) -> Result<(), RenderError> {
+    let Some(var) = super::monitoring::key_env_name(app) else {
+        return Ok(());
+    };
+    if !matches!(
+        app.exporter,
+        Some(crate::catalog::Exporter::Exportarr { .. })
+    ) || super::storage::adopted_config(spec, app).is_none()
+    {
+        return Ok(());
+    }
+    let set = deployment
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|p| p.containers.iter().find(|c| c.name == app.name))
+        .and_then(|c| c.env.as_ref())
+        .is_some_and(|env| env.iter().any(|e| e.name == var));
+    if set {
+        return Ok(());
+    }
+    let how = if app.api_key_env.is_some() {
+        format!(
+            "set apps.{}.apiKeySecretRef to a Secret with its existing key",
+            app.name
+        )
+    } else {
+        format!("set {var} in apps.{}.env to its existing key", app.name)
+    };
+    Err(RenderError::Invalid(format!(
+        "apps.{}.config adopts an existing config whose API key monitoring would replace with a generated one: {how} (the <ApiKey> of its config), or set monitoring.enabled: false",
+        app.name
+    )))
+}
+
+/// Service names of the stack must be unique: an alias may not repeat
+/// another alias or name one of the stack's own Services.
+fn unique_service_names(children: &[Child]) -> Result<(), RenderError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for c in children.iter().filter(|c| c.api.kind == "Service") {
+        let name = c.object.metadata.name.clone().unwrap_or_default();
+        if !seen.insert(name.clone()) {
+            return Err(RenderError::Invalid(format!(
+                "Service name {name} is used twice: a serviceAliases entry repeats another alias or one of the stack's Services"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Name of the fixed ClusterRole (shipped by the chart) that grants read
@@ -159,6 +223,98 @@ fn dedup_secrets(secrets: &mut Vec<GeneratedSecret>) {
 mod tests {
     use super::super::fixtures::{inputs, parent, stack};
     use super::*;
+
+    use crate::api::mediastack::{AppConfig, SecretKeyRef};
+
+    fn env_of(r: &Rendered, deployment: &str, container: &str) -> Vec<serde_json::Value> {
+        let d = r
+            .children
+            .iter()
+            .find(|c| c.key() == format!("Deployment/{deployment}"))
+            .expect("deployment");
+        d.object.data["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .find(|c| c["name"] == container)
+            .expect("container")["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn adopted_config_never_gets_a_generated_api_key() {
+        let mut s = stack();
+        s.spec.apps.sonarr.as_mut().expect("sonarr").config = Some(AppConfig {
+            existing_claim: Some("compose-sonarr".into()),
+            host_path: None,
+        });
+        let err = render(&s, &parent(), &inputs()).expect_err("refused");
+        let msg = err.to_string();
+        assert!(msg.contains("apps.sonarr.apiKeySecretRef"), "{msg}");
+
+        // With the user's key, the app and its exporter both read it.
+        s.spec
+            .apps
+            .sonarr
+            .as_mut()
+            .expect("sonarr")
+            .api_key_secret_ref = Some(SecretKeyRef {
+            name: "sonarr-key".into(),
+            key: "apiKey".into(),
+        });
+        let r = render(&s, &parent(), &inputs()).expect("render");
+        let from_user =
+            serde_json::json!({"secretKeyRef": {"name": "sonarr-key", "key": "apiKey"}});
+        let app = env_of(&r, "home-sonarr", "sonarr");
+        let key = app
+            .iter()
+            .find(|e| e["name"] == "SONARR__AUTH__APIKEY")
+            .expect("key var");
+        assert_eq!(key["valueFrom"], from_user);
+        let exporter = env_of(&r, "home-sonarr", "exporter");
+        let key = exporter
+            .iter()
+            .find(|e| e["name"] == "API_KEY")
+            .expect("API_KEY");
+        assert_eq!(key["valueFrom"], from_user);
+        // No claim of ours for the adopted config.
+        assert!(
+            r.children
+                .iter()
+                .all(|c| c.key() != "PersistentVolumeClaim/home-sonarr-config")
+        );
+
+        // Bazarr has no apiKeySecretRef: its key variable in env does the same.
+        let mut s = stack();
+        s.spec.apps.bazarr.as_mut().expect("bazarr").config = Some(AppConfig {
+            existing_claim: None,
+            host_path: Some("/srv/compose/bazarr".into()),
+        });
+        let msg = render(&s, &parent(), &inputs())
+            .expect_err("refused")
+            .to_string();
+        assert!(msg.contains("DYNACONF_AUTH__APIKEY"), "{msg}");
+        s.spec.monitoring.enabled = false;
+        assert!(render(&s, &parent(), &inputs()).is_ok());
+    }
+
+    #[test]
+    fn service_aliases_must_not_repeat_a_stack_service() {
+        let mut s = stack();
+        s.spec.apps.sonarr.as_mut().expect("sonarr").service_aliases = vec!["sonarr".into()];
+        s.spec.apps.radarr.as_mut().expect("radarr").service_aliases = vec!["sonarr".into()];
+        let msg = render(&s, &parent(), &inputs())
+            .expect_err("dup")
+            .to_string();
+        assert!(msg.contains("Service name sonarr is used twice"), "{msg}");
+        s.spec.apps.radarr.as_mut().expect("radarr").service_aliases = vec!["home-sonarr".into()];
+        assert!(render(&s, &parent(), &inputs()).is_err());
+        s.spec.apps.radarr.as_mut().expect("radarr").service_aliases = vec!["radarr".into()];
+        let r = render(&s, &parent(), &inputs()).expect("render");
+        assert!(r.children.iter().any(|c| c.key() == "Service/radarr"));
+    }
 
     #[test]
     fn cluster_children_only_bind_the_fixed_node_reader_role() {

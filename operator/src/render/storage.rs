@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::meta::Parent;
 use super::{Child, RenderError};
-use crate::api::mediastack::{DataStorage, MediaStackSpec};
+use crate::api::mediastack::{AppConfig, DataStorage, MediaStackSpec};
 use crate::catalog::{App, DataMount};
 
 /// Label that protects a claim from pruning: data and config are user data.
@@ -122,7 +122,7 @@ pub fn config_claim(
     spec: &MediaStackSpec,
     app: &App,
 ) -> Option<PersistentVolumeClaim> {
-    if app.config.is_empty() {
+    if app.config.is_empty() || adopted_config(spec, app).is_some() {
         return None;
     }
     let config = &spec.storage.config;
@@ -161,20 +161,78 @@ pub fn claim_conflict(parent: &Parent, live: &PersistentVolumeClaim) -> Option<S
     }
 }
 
-/// The pod volume of the app's config claim, or `None` without one.
-pub fn config_volume(parent: &Parent, app: &App) -> Option<Volume> {
-    (!app.config.is_empty()).then(|| Volume {
-        name: CONFIG_VOLUME.into(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: config_claim_name(parent, app),
-            read_only: None,
-        }),
-        ..Default::default()
-    })
+/// The config directory the user adopts for `app` (`apps.<app>.config`),
+/// if any.
+pub fn adopted_config<'a>(spec: &'a MediaStackSpec, app: &App) -> Option<&'a AppConfig> {
+    if app.config.is_empty() {
+        return None;
+    }
+    spec.apps.get(app.name).and_then(|a| a.config.as_ref())
 }
 
-/// One mount per config directory of `app`, each a sub-path of its claim.
-pub fn config_mounts(app: &App) -> Vec<VolumeMount> {
+/// The pod volume of the app's config: the claim the operator creates, or
+/// the user's adopted claim or host directory (`apps.<app>.config`), or
+/// `None` for apps without config directories. An adopted host directory
+/// must exist (`Directory`): a typo fails the pod instead of starting the
+/// app on an empty config.
+pub fn config_volume(
+    parent: &Parent,
+    spec: &MediaStackSpec,
+    app: &App,
+) -> Result<Option<Volume>, RenderError> {
+    if app.config.is_empty() {
+        return Ok(None);
+    }
+    let mut volume = Volume {
+        name: CONFIG_VOLUME.into(),
+        ..Default::default()
+    };
+    let claim = |claim_name: String| PersistentVolumeClaimVolumeSource {
+        claim_name,
+        read_only: None,
+    };
+    match adopted_config(spec, app) {
+        None => volume.persistent_volume_claim = Some(claim(config_claim_name(parent, app))),
+        Some(AppConfig {
+            existing_claim: Some(name),
+            host_path: None,
+        }) => volume.persistent_volume_claim = Some(claim(name.clone())),
+        Some(AppConfig {
+            existing_claim: None,
+            host_path: Some(path),
+        }) => {
+            volume.host_path = Some(HostPathVolumeSource {
+                path: path.clone(),
+                type_: Some("Directory".into()),
+            })
+        }
+        Some(_) => {
+            return Err(RenderError::Invalid(format!(
+                "apps.{}.config needs exactly one of existingClaim or hostPath",
+                app.name
+            )));
+        }
+    }
+    Ok(Some(volume))
+}
+
+/// The mounts of the app's config volume. The operator's claim holds one
+/// sub-path per config directory; an adopted claim or directory IS the
+/// app's (first) config directory, mounted whole, as a Compose bind mount
+/// of `./sonarr:/config` was.
+pub fn config_mounts(spec: &MediaStackSpec, app: &App) -> Vec<VolumeMount> {
+    if adopted_config(spec, app).is_some() {
+        return app
+            .config
+            .first()
+            .map(|c| VolumeMount {
+                name: CONFIG_VOLUME.into(),
+                mount_path: c.mount_path.into(),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
+    }
     app.config
         .iter()
         .map(|c| VolumeMount {
@@ -336,11 +394,66 @@ mod tests {
     }
 
     #[test]
+    fn adopted_config_replaces_the_operators_claim_and_is_mounted_whole() {
+        let sonarr = catalog::app("sonarr").expect("sonarr");
+        let mut spec = stack().spec;
+        spec.apps.sonarr.as_mut().expect("sonarr").config = Some(AppConfig {
+            existing_claim: Some("compose-sonarr".into()),
+            host_path: None,
+        });
+        // No claim of ours: nothing the operator could ever prune or delete.
+        assert!(config_claim(&parent(), &spec, sonarr).is_none());
+        let vol = config_volume(&parent(), &spec, sonarr)
+            .expect("render")
+            .expect("volume");
+        assert_eq!(
+            vol.persistent_volume_claim.map(|c| c.claim_name).as_deref(),
+            Some("compose-sonarr")
+        );
+        let mounts = config_mounts(&spec, sonarr);
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].mount_path, "/config");
+        assert_eq!(mounts[0].sub_path, None);
+
+        let seerr = catalog::app("jellyseerr").expect("jellyseerr");
+        spec.apps.jellyseerr = Some(crate::api::mediastack::AppSpec {
+            config: Some(AppConfig {
+                existing_claim: None,
+                host_path: Some("/srv/compose/jellyseerr".into()),
+            }),
+            ..Default::default()
+        });
+        assert!(config_claim(&parent(), &spec, seerr).is_none());
+        let vol = config_volume(&parent(), &spec, seerr)
+            .expect("render")
+            .expect("volume");
+        let hp = vol.host_path.expect("hostPath");
+        assert_eq!(hp.path, "/srv/compose/jellyseerr");
+        assert_eq!(hp.type_.as_deref(), Some("Directory"));
+        assert_eq!(config_mounts(&spec, seerr)[0].mount_path, "/app/config");
+
+        // Other apps keep the operator's claim with sub-paths.
+        let radarr = catalog::app("radarr").expect("radarr");
+        assert!(config_claim(&parent(), &spec, radarr).is_some());
+        assert_eq!(
+            config_mounts(&spec, radarr)[0].sub_path.as_deref(),
+            Some("config")
+        );
+
+        spec.apps.sonarr.as_mut().expect("sonarr").config = Some(AppConfig::default());
+        assert!(config_volume(&parent(), &spec, sonarr).is_err());
+    }
+
+    #[test]
     fn apps_without_config_dirs_have_no_config_claim() {
         for name in ["dozzle", "dashboard"] {
             let app = catalog::app(name).expect("known app");
             assert!(config_claim(&parent(), &stack().spec, app).is_none());
-            assert!(config_volume(&parent(), app).is_none());
+            assert!(
+                config_volume(&parent(), &stack().spec, app)
+                    .expect("render")
+                    .is_none()
+            );
         }
     }
 }

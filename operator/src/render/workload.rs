@@ -12,8 +12,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HTTPGetAction, HTTPHeader, PersistentVolumeClaim, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort,
+    EnvVarSource, HTTPGetAction, HTTPHeader, HostPathVolumeSource, PersistentVolumeClaim,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort,
     ServiceSpec, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -22,7 +23,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::Parent;
 use super::{Child, Inputs, RenderError, dashboard, datatree, dozzle, storage};
-use crate::api::mediastack::{AppSpec, Identity, MediaStackSpec};
+use crate::api::mediastack::{
+    AppSpec, CacheVolume, HardwareAcceleration, Identity, MediaStackSpec,
+};
 use crate::catalog::{App, Health, IdentityStyle};
 
 /// Name of the app's container port (and the Service port's target).
@@ -84,9 +87,9 @@ pub fn app(
         volumes.push(storage::data_volume(parent, &spec.storage.data)?);
         mounts.push(storage::data_mount(data));
     }
-    if let Some(config) = storage::config_volume(parent, app) {
+    if let Some(config) = storage::config_volume(parent, spec, app)? {
         volumes.push(config);
-        mounts.extend(storage::config_mounts(app));
+        mounts.extend(storage::config_mounts(spec, app));
     }
 
     let mut env = vec![env_var("TZ", &spec.timezone)];
@@ -101,7 +104,35 @@ pub fn app(
     )]);
     let mut service_account = None;
     let mut probe_host = None;
+    let mut supplemental_groups = None;
+    let mut device_limits: BTreeMap<String, Quantity> = BTreeMap::new();
     match app.name {
+        JELLYFIN => {
+            volumes.push(cache_volume(app_spec.cache.as_ref()));
+            mounts.push(mount(CACHE_VOLUME, CACHE_DIR, None));
+            match &app_spec.hardware_acceleration {
+                Some(HardwareAcceleration { dri: Some(dri), .. }) => {
+                    volumes.push(Volume {
+                        name: DRI_VOLUME.into(),
+                        host_path: Some(HostPathVolumeSource {
+                            path: DRI_DIR.into(),
+                            type_: Some("Directory".into()),
+                        }),
+                        ..Default::default()
+                    });
+                    mounts.push(mount(DRI_VOLUME, DRI_DIR, None));
+                    supplemental_groups = Some(vec![dri.render_group]);
+                }
+                Some(HardwareAcceleration {
+                    device_plugin: Some(plugin),
+                    ..
+                }) => {
+                    device_limits
+                        .insert(plugin.resource.clone(), Quantity(plugin.count.to_string()));
+                }
+                _ => {}
+            }
+        }
         "qbittorrent" => {
             env.push(env_var("WEBUI_PORT", &app.port.to_string()));
             // Kept at the image default; useless with Mullvad (no port
@@ -154,6 +185,21 @@ pub fn app(
         }
         _ => {}
     }
+    if let (Some(key), Some(name)) = (&app_spec.api_key_secret_ref, app.api_key_env) {
+        // The user's existing key: the exporter reads the same variable.
+        env.push(EnvVar {
+            name: name.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: key.name.clone(),
+                    key: key.key.clone(),
+                    optional: None,
+                }),
+                ..Default::default()
+            }),
+        });
+    }
     let env = merge_env(env, &app_spec.env);
 
     let (startup, liveness, readiness) = probes(app, probe_host.as_deref());
@@ -177,12 +223,13 @@ pub fn app(
             ..Default::default()
         }]),
         env: Some(env),
-        resources: Some(
+        resources: Some(with_device_limits(
             app_spec
                 .resources
                 .clone()
                 .unwrap_or_else(|| default_resources(app)),
-        ),
+            device_limits,
+        )),
         startup_probe: Some(startup),
         liveness_probe: Some(liveness),
         readiness_probe: Some(readiness),
@@ -195,7 +242,10 @@ pub fn app(
         containers: vec![container],
         init_containers,
         volumes: (!volumes.is_empty()).then_some(volumes),
-        security_context: Some(pod_security(app, &spec.identity)),
+        security_context: Some(PodSecurityContext {
+            supplemental_groups,
+            ..pod_security(app, &spec.identity)
+        }),
         service_account_name: service_account,
         automount_service_account_token: Some(app.name == dozzle::APP),
         enable_service_links: Some(false),
@@ -242,13 +292,43 @@ pub fn app(
         ..Default::default()
     };
 
+    let mut extra = Vec::new();
+    for alias in &app_spec.service_aliases {
+        extra.push(Child::typed(&alias_service(parent, app, alias))?);
+    }
+
     Ok(AppObjects {
         deployment,
         service,
         config_claim: storage::config_claim(parent, spec, app),
-        extra: Vec::new(),
+        extra,
         waiting_for,
     })
+}
+
+/// Value of `app.kubernetes.io/component` on the alias Services.
+pub const ALIAS_COMPONENT: &str = "alias";
+
+/// A Service `alias` (`apps.<app>.serviceAliases`) selecting the app's pods
+/// on its `http` port, so `http://sonarr:8989` in a migrated config still
+/// resolves in the stack's namespace.
+pub fn alias_service(parent: &Parent, app: &App, alias: &str) -> Service {
+    Service {
+        metadata: parent.meta(alias, app.name, ALIAS_COMPONENT),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(parent.selector(app.name)),
+            ports: Some(vec![ServicePort {
+                name: Some(HTTP_PORT.into()),
+                port: i32::from(app.port),
+                target_port: Some(IntOrString::String(HTTP_PORT.into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// What `app` waits for before it starts, if anything (see [`app`]).
@@ -292,6 +372,57 @@ fn merge_env(mut ours: Vec<EnvVar>, user: &[EnvVar]) -> Vec<EnvVar> {
     ours.retain(|e| !user.iter().any(|u| u.name == e.name));
     ours.extend(user.iter().cloned());
     ours
+}
+
+/// Name of Jellyfin's cache volume, mounted at [`CACHE_DIR`].
+pub const CACHE_VOLUME: &str = "cache";
+/// Where Jellyfin keeps transcodes and its image cache.
+pub const CACHE_DIR: &str = "/cache";
+/// Size limit of the cache emptyDir when `apps.jellyfin.cache` sets none.
+pub const DEFAULT_CACHE_LIMIT: &str = "10Gi";
+const JELLYFIN: &str = "jellyfin";
+const DRI_VOLUME: &str = "dri";
+const DRI_DIR: &str = "/dev/dri";
+
+/// Jellyfin's `/cache`: an emptyDir with a size limit (default
+/// [`DEFAULT_CACHE_LIMIT`]), or the user's claim.
+fn cache_volume(cache: Option<&CacheVolume>) -> Volume {
+    if let Some(claim) = cache.and_then(|c| c.claim_name.as_ref()) {
+        return Volume {
+            name: CACHE_VOLUME.into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: None,
+            }),
+            ..Default::default()
+        };
+    }
+    let limit = cache
+        .and_then(|c| c.size_limit.clone())
+        .unwrap_or_else(|| Quantity(DEFAULT_CACHE_LIMIT.into()));
+    Volume {
+        name: CACHE_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(limit),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Adds device-plugin resources (`nvidia.com/gpu: 1`) to the limits; an
+/// extended resource is requested as much as it is limited.
+fn with_device_limits(
+    mut resources: ResourceRequirements,
+    devices: BTreeMap<String, Quantity>,
+) -> ResourceRequirements {
+    if !devices.is_empty() {
+        resources
+            .limits
+            .get_or_insert_with(BTreeMap::new)
+            .extend(devices);
+    }
+    resources
 }
 
 /// Memory limit and request and a CPU request from the catalog (the
@@ -664,17 +795,202 @@ mod tests {
             .filter(|m| m.name == "config")
             .map(|m| (m.mount_path, m.sub_path))
             .collect();
+        // `/cache` is not on the config claim: it has a volume of its own.
         assert_eq!(
             mounts,
-            BTreeMap::from([
-                ("/cache".to_string(), Some("cache".to_string())),
-                ("/config".to_string(), Some("config".to_string())),
-            ])
+            BTreeMap::from([("/config".to_string(), Some("config".to_string()))])
         );
         let seerr = container(&render("jellyseerr"))
             .volume_mounts
             .unwrap_or_default();
         assert!(seerr.iter().any(|m| m.mount_path == "/app/config"));
+    }
+
+    fn volume(objs: &AppObjects, name: &str) -> Option<Volume> {
+        pod(objs)
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .find(|v| v.name == name)
+    }
+
+    fn jellyfin_with(f: impl FnOnce(&mut AppSpec)) -> AppObjects {
+        let mut spec = stack().spec;
+        f(spec.apps.jellyfin.as_mut().expect("jellyfin"));
+        render_with(&spec, "jellyfin", &inputs())
+    }
+
+    #[test]
+    fn jellyfin_cache_is_a_size_limited_empty_dir_or_the_users_claim() {
+        let objs = render("jellyfin");
+        let cache = volume(&objs, CACHE_VOLUME).expect("cache volume");
+        let dir = cache.empty_dir.expect("emptyDir by default");
+        assert_eq!(dir.size_limit, Some(Quantity(DEFAULT_CACHE_LIMIT.into())));
+        let mount = container(&objs)
+            .volume_mounts
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| m.mount_path == CACHE_DIR)
+            .expect("/cache mount");
+        assert_eq!(mount.name, CACHE_VOLUME);
+        assert_eq!(mount.sub_path, None);
+
+        let objs = jellyfin_with(|j| {
+            j.cache = Some(CacheVolume {
+                size_limit: Some(Quantity("50Gi".into())),
+                claim_name: None,
+            })
+        });
+        let dir = volume(&objs, CACHE_VOLUME)
+            .and_then(|v| v.empty_dir)
+            .expect("emptyDir");
+        assert_eq!(dir.size_limit, Some(Quantity("50Gi".into())));
+
+        let objs = jellyfin_with(|j| {
+            j.cache = Some(CacheVolume {
+                size_limit: None,
+                claim_name: Some("jellyfin-cache".into()),
+            })
+        });
+        let cache = volume(&objs, CACHE_VOLUME).expect("cache volume");
+        assert!(cache.empty_dir.is_none());
+        assert_eq!(
+            cache
+                .persistent_volume_claim
+                .map(|c| c.claim_name)
+                .as_deref(),
+            Some("jellyfin-cache")
+        );
+        // Other apps get no cache volume.
+        assert!(volume(&render("sonarr"), CACHE_VOLUME).is_none());
+    }
+
+    #[test]
+    fn hardware_acceleration_mounts_dri_with_the_render_group_or_asks_a_device_plugin() {
+        use crate::api::mediastack::{DevicePlugin, DriDevices};
+        let plain = render("jellyfin");
+        assert!(volume(&plain, "dri").is_none());
+        assert_eq!(
+            pod(&plain)
+                .security_context
+                .and_then(|s| s.supplemental_groups),
+            None
+        );
+
+        let objs = jellyfin_with(|j| {
+            j.hardware_acceleration = Some(HardwareAcceleration {
+                dri: Some(DriDevices { render_group: 105 }),
+                device_plugin: None,
+            })
+        });
+        let hp = volume(&objs, "dri")
+            .and_then(|v| v.host_path)
+            .expect("hostPath");
+        assert_eq!(hp.path, "/dev/dri");
+        assert_eq!(hp.type_.as_deref(), Some("Directory"));
+        assert!(
+            container(&objs)
+                .volume_mounts
+                .unwrap_or_default()
+                .iter()
+                .any(|m| m.name == "dri" && m.mount_path == "/dev/dri")
+        );
+        let sec = pod(&objs).security_context.expect("pod security");
+        assert_eq!(sec.supplemental_groups, Some(vec![105]));
+        // The rest of the pod security is unchanged.
+        assert_eq!(sec.run_as_non_root, Some(true));
+        assert_eq!(sec.fs_group, Some(1000));
+
+        let objs = jellyfin_with(|j| {
+            j.hardware_acceleration = Some(HardwareAcceleration {
+                dri: None,
+                device_plugin: Some(DevicePlugin {
+                    resource: "nvidia.com/gpu".into(),
+                    count: 1,
+                }),
+            })
+        });
+        assert!(volume(&objs, "dri").is_none());
+        let limits = container(&objs)
+            .resources
+            .and_then(|r| r.limits)
+            .expect("limits");
+        assert_eq!(limits.get("nvidia.com/gpu"), Some(&Quantity("1".into())));
+        assert_eq!(limits.get("memory"), Some(&Quantity("2Gi".into())));
+    }
+
+    #[test]
+    fn api_key_secret_ref_feeds_the_apps_key_variable() {
+        use crate::api::mediastack::SecretKeyRef;
+        let mut spec = stack().spec;
+        spec.apps
+            .sonarr
+            .as_mut()
+            .expect("sonarr")
+            .api_key_secret_ref = Some(SecretKeyRef {
+            name: "sonarr-key".into(),
+            key: "apiKey".into(),
+        });
+        let objs = render_with(&spec, "sonarr", &inputs());
+        let var = container(&objs)
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .find(|e| e.name == "SONARR__AUTH__APIKEY")
+            .expect("key variable");
+        let sel = var
+            .value_from
+            .and_then(|v| v.secret_key_ref)
+            .expect("secretKeyRef");
+        assert_eq!(
+            (sel.name.as_str(), sel.key.as_str()),
+            ("sonarr-key", "apiKey")
+        );
+        assert!(var.value.is_none());
+        // Without it the app alone sets no key (monitoring adds one later).
+        assert!(!env(&render("sonarr")).contains_key("SONARR__AUTH__APIKEY"));
+    }
+
+    #[test]
+    fn service_aliases_select_the_apps_pods() {
+        let mut spec = stack().spec;
+        spec.apps
+            .qbittorrent
+            .as_mut()
+            .expect("qbittorrent")
+            .service_aliases = vec!["qbittorrent".into(), "gluetun".into()];
+        let objs = render_with(&spec, "qbittorrent", &inputs());
+        let names: Vec<_> = objs
+            .extra
+            .iter()
+            .filter(|c| c.api.kind == "Service")
+            .map(|c| c.object.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, vec!["qbittorrent", "gluetun"]);
+        let alias = &objs.extra[1].object;
+        assert_eq!(
+            alias.data["spec"]["selector"],
+            serde_json::to_value(parent().selector("qbittorrent")).expect("json")
+        );
+        assert_eq!(alias.data["spec"]["ports"][0]["port"], 8080);
+        assert_eq!(
+            alias
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app.kubernetes.io/component"))
+                .map(String::as_str),
+            Some(ALIAS_COMPONENT)
+        );
+        // Owned by the stack like its other children (pruned when dropped).
+        assert_eq!(alias.metadata.owner_references, Some(vec![parent().owner]));
+        assert!(
+            render("qbittorrent")
+                .extra
+                .iter()
+                .all(|c| c.api.kind != "Service")
+        );
+        insta::assert_snapshot!("qbittorrent_alias_service", objs.extra[1].to_yaml());
     }
 
     #[test]

@@ -298,6 +298,23 @@ pub fn config_files(
     ]))
 }
 
+/// Seconds between two looks of the logwatch sidecar at the log files.
+pub const LOGWATCH_INTERVAL: u32 = 30;
+
+/// The logwatch sidecar's script (`logwatch.sh`): keeps each jail's
+/// watched files equal to the files behind [`log_globs`] (plus the
+/// placeholder) with `fail2ban-client set <jail> addlogpath|dellogpath`,
+/// commands the running server carries out without any configuration in
+/// the sidecar. A `reload` would not do: fail2ban-client parses the jail
+/// files in its own container, which has none of them, and the server is
+/// left without jails.
+pub fn logwatch_script(parent: &Parent, spec: &MediaStackSpec) -> String {
+    LOGWATCH_TEMPLATE
+        .replace("{{JAILS}}", &format!("{AUTH_JAIL} {BOTSEARCH_JAIL}"))
+        .replace("{{GLOBS}}", &log_globs(parent, spec).join(" "))
+        .replace("{{INTERVAL}}", &LOGWATCH_INTERVAL.to_string())
+}
+
 /// The ConfigMap and the DaemonSet, when [`enabled`].
 pub fn objects(
     parent: &Parent,
@@ -419,11 +436,13 @@ fn daemon_set(
         command: Some(vec![
             "/bin/sh".into(),
             "-c".into(),
-            LOGWATCH_TEMPLATE.replace("{{GLOBS}}", &log_globs(parent, spec).join(" ")),
+            logwatch_script(parent, spec),
         ]),
         volume_mounts: Some(vec![
             mount("pod-logs", POD_LOGS, None, true),
             mount("run", RUN_DIR, None, false),
+            // The jails watch it too: it exists here, so it is never removed.
+            config_mount("", PLACEHOLDER_KEY),
         ]),
         resources: Some(resources("1m", "16Mi", "64Mi")),
         security_context: Some(SecurityContext {
@@ -1117,6 +1136,18 @@ mod tests {
         assert_eq!(mounts["/run/xtables.lock"]["name"], "xtables-lock");
         assert!(mounts["/run/xtables.lock"].get("readOnly").is_none());
         assert_eq!(mounts["/data/db"]["name"], "db");
+        // logwatch sees the log files, the server's socket and the
+        // placeholder the jails watch (else it would remove it from them).
+        let logwatch: BTreeMap<String, Value> = spec["containers"][1]["volumeMounts"]
+            .as_array()
+            .expect("logwatch mounts")
+            .iter()
+            .map(|m| (m["mountPath"].as_str().unwrap_or("").to_string(), m.clone()))
+            .collect();
+        assert_eq!(spec["containers"][1]["name"], "logwatch");
+        for path in [POD_LOGS, RUN_DIR, PLACEHOLDER_PATH] {
+            assert_eq!(logwatch.get(path), mounts.get(path), "{path}");
+        }
         for (path, key) in [
             ("/data/jail.d/mediastack.local", JAIL_KEY),
             (
@@ -1252,6 +1283,81 @@ mod tests {
                 "python3 is required: {e}"
             ),
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// One round of the rendered logwatch script in `sh`, against a fake
+    /// `fail2ban-client` that answers `get <jail> logpath` from a list and
+    /// records every other call: new files behind the globs are added to
+    /// both jails, a gone file is removed, the placeholder stays, and it
+    /// never reloads (which would parse this container's missing jail files
+    /// and leave the server with no jails).
+    #[test]
+    fn logwatch_hands_new_and_gone_files_to_the_running_jails() {
+        let dir = std::env::temp_dir().join(format!("mediastack-logwatch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let logs = dir.join("pods");
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).expect("bin");
+        let uid = "0f6a2c3e-1b2d-4e5f-8a9b-0c1d2e3f4a5b";
+        let pod = logs.join(format!("media_home-traefik-7d9f8b6c5d-x2k9p_{uid}/traefik"));
+        std::fs::create_dir_all(&pod).expect("pod dir");
+        let kept = pod.join("0.log");
+        let new = pod.join("1.log");
+        std::fs::write(&kept, "").expect("log");
+        std::fs::write(&new, "").expect("log");
+        let gone = logs.join(format!("media_home-traefik-5b-q7w4z_{uid}/traefik/0.log"));
+        let calls = dir.join("calls");
+        let watched = format!(
+            "{}\n{PLACEHOLDER_PATH}\n{}\n",
+            kept.display(),
+            gone.display()
+        );
+        std::fs::write(dir.join("watched"), &watched).expect("watched");
+        let fake = format!(
+            "#!/bin/sh\nif [ \"$1\" = get ]; then echo 'Current monitored log file(s):'; \
+             sed -e '$!s/^/|- /' -e '$s/^/`- /' {w}; exit 0; fi\necho \"$*\" >> {c}\n",
+            w = dir.join("watched").display(),
+            c = calls.display()
+        );
+        // The placeholder must exist, as the ConfigMap key does in the pod.
+        let script = logwatch_script(&parent(), &stack().spec)
+            .replace(POD_LOGS, &logs.to_string_lossy())
+            .replace(PLACEHOLDER_PATH, &dir.join("empty.log").to_string_lossy());
+        std::fs::write(dir.join("empty.log"), "").expect("placeholder");
+        std::fs::write(
+            dir.join("watched"),
+            watched.replace(PLACEHOLDER_PATH, &dir.join("empty.log").to_string_lossy()),
+        )
+        .expect("watched");
+        for (name, body) in [
+            ("fail2ban-client", fake.as_str()),
+            // One round only: the first sleep ends the script.
+            ("sleep", "#!/bin/sh\nkill -TERM $PPID\nexit 0\n"),
+        ] {
+            let path = bin.join(name);
+            std::fs::write(&path, body).expect("fake");
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .expect("chmod");
+        }
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", path)
+            .output()
+            .expect("sh");
+        let calls = std::fs::read_to_string(&calls).unwrap_or_default();
+        let mut expected = String::new();
+        for jail in [AUTH_JAIL, BOTSEARCH_JAIL] {
+            expected.push_str(&format!("set {jail} addlogpath {} head\n", new.display()));
+            expected.push_str(&format!("set {jail} dellogpath {}\n", gone.display()));
+        }
+        assert_eq!(calls, expected, "{}", String::from_utf8_lossy(&out.stderr));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

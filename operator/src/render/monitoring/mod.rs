@@ -42,6 +42,12 @@ pub fn api_keys_secret_name(parent: &Parent) -> String {
     parent.child_name("api-keys")
 }
 
+/// The environment variable through which `app` takes its API key (the
+/// generated one, or the user's `apiKeySecretRef`), if it has one.
+pub fn key_env_name(app: &App) -> Option<&'static str> {
+    exporter::key_env_name(app)
+}
+
 /// Adds the app's exporter (container and Service port); returns the API-key
 /// Secret it needs, if any. Apps without an exporter, or whose exporter is
 /// the app itself (Jellyfin), are left unchanged.
