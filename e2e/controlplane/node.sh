@@ -349,7 +349,8 @@ node_mem() {
     done
   done
   for p in $all; do
-    kib=$((kib + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    # Kernel threads and exiting processes have no VmRSS line: count them as 0.
+    kib=$((kib + $(awk '/^VmRSS/ {r = $2} END {print r + 0}' "/proc/$p/status" 2>/dev/null || echo 0)))
   done
   echo "node RSS $((kib / 1024)) MiB in $(wc -w <<<"$all") processes"
 }
