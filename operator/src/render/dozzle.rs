@@ -14,19 +14,16 @@
 //! `pods/attach`, delete or write verbs are granted.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
-};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use std::collections::BTreeMap;
 
 use super::meta::Parent;
+use super::netpol;
 use super::{Child, GeneratedSecret, RenderError};
 use crate::api::mediastack::MediaStackSpec;
 
@@ -79,35 +76,18 @@ pub fn network_policy(parent: &Parent, spec: &MediaStackSpec) -> Option<NetworkP
     if !enabled(spec) || !spec.ingress.traefik.is_managed() {
         return None;
     }
-    let peer = |name: &str| NetworkPolicyPeer {
-        pod_selector: Some(LabelSelector {
-            match_labels: Some(parent.selector(name)),
-            match_expressions: None,
-        }),
-        ..Default::default()
-    };
-    Some(NetworkPolicy {
-        metadata: parent.meta(&parent.child_name(APP), APP, "app"),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(parent.selector(APP)),
-                match_expressions: None,
-            }),
-            policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::String(super::workload::HTTP_PORT.into())),
-                    protocol: Some("TCP".into()),
-                    end_port: None,
-                }]),
-                from: Some(vec![
-                    peer(super::traefik::CONTAINER),
-                    peer(super::dashboard::APP),
-                ]),
-            }]),
-            egress: None,
-        }),
-    })
+    Some(netpol::ingress_only(
+        parent.meta(&parent.child_name(APP), APP, "app"),
+        parent,
+        APP,
+        vec![NetworkPolicyIngressRule {
+            ports: Some(vec![netpol::tcp_port(super::workload::HTTP_PORT)]),
+            from: Some(vec![
+                netpol::stack_pods(parent, super::traefik::CONTAINER),
+                netpol::stack_pods(parent, super::dashboard::APP),
+            ]),
+        }],
+    ))
 }
 
 /// Name of Dozzle's ServiceAccount, Role and RoleBinding: `<stack>-dozzle`.

@@ -12,6 +12,7 @@ pub mod fail2ban;
 pub mod fixtures;
 pub mod meta;
 pub mod monitoring;
+pub mod netpol;
 pub mod route;
 pub mod stack;
 pub mod storage;

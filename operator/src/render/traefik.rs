@@ -30,10 +30,7 @@ use k8s_openapi::api::core::v1::{
     PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Service,
     ServiceAccount, ServicePort, ServiceSpec, Sysctl, Volume, VolumeMount,
 };
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
-};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -224,38 +221,25 @@ fn cidr(c: &str) -> bool {
 /// open (LAN clients, kubelet probes, Prometheus), the tunnel port admits
 /// only the stack's cloudflared pods.
 pub fn network_policy(parent: &Parent) -> NetworkPolicy {
-    let port = |name: &str| NetworkPolicyPort {
-        port: Some(IntOrString::String(name.into())),
-        protocol: Some("TCP".into()),
-        end_port: None,
-    };
-    NetworkPolicy {
-        metadata: parent.meta(&name(parent), CONTAINER, COMPONENT),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(parent.selector(CONTAINER)),
-                match_expressions: None,
-            }),
-            policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![
-                NetworkPolicyIngressRule {
-                    ports: Some(vec![port(WEB_PORT_NAME), port(INTERNAL_ENTRY_POINT)]),
-                    from: None,
-                },
-                NetworkPolicyIngressRule {
-                    ports: Some(vec![port(TUNNEL_ENTRY_POINT)]),
-                    from: Some(vec![NetworkPolicyPeer {
-                        pod_selector: Some(LabelSelector {
-                            match_labels: Some(parent.selector(super::tunnel::CONTAINER)),
-                            match_expressions: None,
-                        }),
-                        ..Default::default()
-                    }]),
-                },
-            ]),
-            egress: None,
-        }),
-    }
+    use super::netpol::{ingress_only, stack_pods, tcp_port};
+    ingress_only(
+        parent.meta(&name(parent), CONTAINER, COMPONENT),
+        parent,
+        CONTAINER,
+        vec![
+            NetworkPolicyIngressRule {
+                ports: Some(vec![
+                    tcp_port(WEB_PORT_NAME),
+                    tcp_port(INTERNAL_ENTRY_POINT),
+                ]),
+                from: None,
+            },
+            NetworkPolicyIngressRule {
+                ports: Some(vec![tcp_port(TUNNEL_ENTRY_POINT)]),
+                from: Some(vec![stack_pods(parent, super::tunnel::CONTAINER)]),
+            },
+        ],
+    )
 }
 
 /// The container arguments: the whole static configuration. `trusted`:

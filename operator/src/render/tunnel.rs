@@ -22,8 +22,7 @@ use k8s_openapi::api::core::v1::{
     Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -201,30 +200,20 @@ pub fn network_policy(parent: &Parent, spec: &MediaStackSpec) -> NetworkPolicy {
         match_labels: (!labels.is_empty()).then(|| labels.clone()),
         match_expressions: None,
     };
-    NetworkPolicy {
-        metadata: parent.meta(&name(parent), CONTAINER, COMPONENT),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(parent.selector(CONTAINER)),
-                match_expressions: None,
-            }),
-            policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::String(METRICS_PORT_NAME.into())),
-                    protocol: Some("TCP".into()),
-                    end_port: None,
-                }]),
-                from: Some(vec![NetworkPolicyPeer {
-                    // An empty selector: every namespace / every pod.
-                    namespace_selector: Some(selector(&from.namespace_selector)),
-                    pod_selector: Some(selector(&from.pod_selector)),
-                    ip_block: None,
-                }]),
+    super::netpol::ingress_only(
+        parent.meta(&name(parent), CONTAINER, COMPONENT),
+        parent,
+        CONTAINER,
+        vec![NetworkPolicyIngressRule {
+            ports: Some(vec![super::netpol::tcp_port(METRICS_PORT_NAME)]),
+            from: Some(vec![NetworkPolicyPeer {
+                // An empty selector: every namespace / every pod.
+                namespace_selector: Some(selector(&from.namespace_selector)),
+                pod_selector: Some(selector(&from.pod_selector)),
+                ip_block: None,
             }]),
-            egress: None,
-        }),
-    }
+        }],
+    )
 }
 
 #[cfg(test)]
