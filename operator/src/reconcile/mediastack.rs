@@ -60,19 +60,7 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
 
     // 1. Resolve references. A missing one stalls the stack before anything is written.
     if let Some(stall) = check_references(&stack, &ctx).await? {
-        return finish(
-            &stack,
-            &ctx,
-            &parent,
-            &ready_deploy,
-            Vec::new(),
-            Some(stall),
-            false,
-            0,
-            None,
-            &[],
-        )
-        .await;
+        return stalled(&stack, &ctx, &parent, &ready_deploy, stall, false).await;
     }
     // `ingress.traefik.managed` unset (auto): ours unless one already runs.
     let resolved = {
@@ -109,19 +97,7 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
                 .collect::<Vec<_>>()
                 .join("; "),
         };
-        return finish(
-            &stack,
-            &ctx,
-            &parent,
-            &ready_deploy,
-            Vec::new(),
-            Some(stall),
-            false,
-            0,
-            None,
-            &[],
-        )
-        .await;
+        return stalled(&stack, &ctx, &parent, &ready_deploy, stall, false).await;
     }
     let effective = {
         let mut s = stack.as_ref().clone();
@@ -141,17 +117,13 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
                 reason: "InvalidSpec",
                 message: e.to_string(),
             };
-            return finish(
+            return stalled(
                 &stack,
                 &ctx,
                 &parent,
                 &ready_deploy,
-                Vec::new(),
-                Some(stall),
+                stall,
                 inputs.monitoring_crds,
-                0,
-                None,
-                &[],
             )
             .await;
         }
@@ -160,17 +132,13 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
     // 4. Claims hold user data: adopt only this stack's own (by name, so a
     // re-created stack gets its config back), never another's or the user's.
     if let Some(stall) = check_claims(&ctx, &ns, &parent, &rendered.children).await? {
-        return finish(
+        return stalled(
             &stack,
             &ctx,
             &parent,
             &ready_deploy,
-            Vec::new(),
-            Some(stall),
+            stall,
             inputs.monitoring_crds,
-            0,
-            None,
-            &[],
         )
         .await;
     }
@@ -736,6 +704,31 @@ pub async fn sweep_cluster_children(
 /// reader role (Dozzle reads nodes). The operator never writes ClusterRoles.
 fn cluster_kinds() -> Vec<ApiResource> {
     vec![ApiResource::erase::<ClusterRoleBinding>(&())]
+}
+
+/// Status of a stack stalled before anything was applied: nothing written,
+/// no edge rendered, no alias served.
+async fn stalled(
+    stack: &MediaStack,
+    ctx: &Context,
+    parent: &Parent,
+    live: &BTreeMap<String, &Deployment>,
+    stall: Stall,
+    monitoring_crds: bool,
+) -> Result<Action, Error> {
+    finish(
+        stack,
+        ctx,
+        parent,
+        live,
+        Vec::new(),
+        Some(stall),
+        monitoring_crds,
+        0,
+        None,
+        &[],
+    )
+    .await
 }
 
 /// Computes and writes the status (only when it changed) and picks the requeue.
