@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real local Kubernetes control plane without containers: etcd,
 # kube-apiserver, kube-controller-manager and kube-scheduler from build.sh,
-# plus kwok, which plays the kubelet for one fake node so pods go Running/Ready.
+# plus kwok, which plays the kubelet for a few fake nodes so pods go Running/Ready.
 # With --real-node (or MEDIASTACK_REAL_NODE=1) a second, real node joins:
 # kubelet + containerd + runc in a network namespace of its own, kube-proxy,
 # CoreDNS, kube-router's NetworkPolicy firewall and two test hosts (node.sh).
@@ -27,6 +27,8 @@ real_node=${MEDIASTACK_REAL_NODE:-0}
 # shellcheck source=node.sh
 source "$here/node.sh"
 NODE=kwok-node-0
+# Simulated nodes kwok-node-0..N-1 (MEDIASTACK_KWOK_NODES, default 8).
+KWOK_NODES=${MEDIASTACK_KWOK_NODES:-8}
 NODE_IP=10.0.0.1 # fake; not loopback, which Endpoints validation rejects for hostNetwork pods
 
 log() { echo "cluster: $*" >&2; }
@@ -290,18 +292,24 @@ cmd_up() {
     --node-ip="$NODE_IP" --node-port="$p_kwok" --server-address="127.0.0.1:$p_kwok" \
     --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
     --cidr=10.244.0.0/16 --node-lease-duration-seconds=40
-  kc create -f - >/dev/null <<EOF
+  # Several simulated nodes: every test stack runs a managed Traefik with
+  # hostPort 80, and one node admits only one of them at a time (the
+  # scheduler's NodePorts filter), so parallel tests, and namespaces still
+  # being deleted, would queue behind each other's Traefik.
+  for n in $(seq 0 $((KWOK_NODES - 1))); do
+    kc create -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Node
 metadata:
-  name: $NODE
-  labels: {type: kwok, kubernetes.io/hostname: $NODE, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
+  name: kwok-node-$n
+  labels: {type: kwok, kubernetes.io/hostname: kwok-node-$n, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
   annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
 status:
   capacity: {cpu: "32", memory: 64Gi, pods: "110"}
   allocatable: {cpu: "32", memory: 64Gi, pods: "110"}
   nodeInfo: {architecture: amd64, operatingSystem: linux}
 EOF
+  done
   wait_for "default ServiceAccount" "$state" kc get serviceaccount default -n default
   wait_for "node $NODE Ready and untainted" "$state" node_ready
   log "controllers + node ready $(since "$t")s"
