@@ -122,16 +122,20 @@ async fn a_stack_gets_routes_traefik_fail2ban_and_with_a_token_the_tunnel() {
         .expect("Traefik Deployment");
     services.get("home-traefik").await.expect("Traefik Service");
     let daemonsets: Api<DaemonSet> = ns.api();
-    wait_for("fail2ban scheduled on every simulated node", TIMEOUT, || async {
-        Ok(daemonsets
-            .get("home-fail2ban")
-            .await?
-            .status
-            .is_some_and(|s| {
-                s.desired_number_scheduled >= 1
-                    && s.current_number_scheduled == s.desired_number_scheduled
-            }))
-    })
+    wait_for(
+        "fail2ban scheduled on every simulated node",
+        TIMEOUT,
+        || async {
+            Ok(daemonsets
+                .get("home-fail2ban")
+                .await?
+                .status
+                .is_some_and(|s| {
+                    s.desired_number_scheduled >= 1
+                        && s.current_number_scheduled == s.desired_number_scheduled
+                }))
+        },
+    )
     .await
     .expect("fail2ban scheduled");
     let cms: Api<ConfigMap> = ns.api();
