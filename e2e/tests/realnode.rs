@@ -677,6 +677,37 @@ async fn qbittorrent_webui_answers_through_its_service() {
         .filter_map(|c| c["name"].as_str())
         .collect();
     assert_eq!(inits, [vpn::CONFIG_CONTAINER, "data-tree"], "{pod}");
+    // The WebUI login Secret the config step reads, as the reconciler writes
+    // it (username, password and its PBKDF2 hash): this test renders the pod
+    // without the reconciler.
+    let secret = vpn::webui_secret_name(
+        &Parent {
+            name: "home".into(),
+            namespace: ns.name.clone(),
+            owner: OwnerReference::default(),
+        },
+        "qbittorrent",
+    );
+    // The password the login below uses.
+    let password = "adminadmin";
+    let mut login = serde_json::Map::new();
+    login.insert("username".into(), json!("admin"));
+    login.insert("password".into(), json!(password));
+    login.insert(
+        vpn::PBKDF2_KEY.into(),
+        json!(vpn::password_pbkdf2(
+            password.as_bytes(),
+            &[7u8; vpn::SALT_LEN]
+        )),
+    );
+    kubectl_stdin(
+        &["create", "-n", &ns.name, "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret},
+            "stringData": login})
+        .to_string(),
+    )
+    .await
+    .expect("WebUI login Secret");
     create_pod(&ns, "qbittorrent", json!({"app": "qbittorrent"}), pod)
         .await
         .expect("pod");
