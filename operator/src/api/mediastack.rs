@@ -90,6 +90,46 @@ pub struct MediaStackSpec {
     /// ServiceMonitors, alert rules and dashboards for prometheus-operator.
     #[serde(default)]
     pub monitoring: Monitoring,
+    /// Which links between the apps the operator sets up through their own
+    /// APIs (docs/wiring.md). Each is on by default.
+    #[serde(default)]
+    pub wiring: Wiring,
+}
+
+/// The links the operator sets up between the apps (docs/wiring.md). A link
+/// runs only when `enabled` and its own switch are true and both of its apps
+/// are enabled and Ready. Turning a link off stops the operator from
+/// touching it; what it already set in the apps is kept.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Wiring {
+    /// Every link at once: false turns them all off.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Sonarr, Radarr -> qBittorrent: a download client named `mediastack`.
+    #[serde(default = "default_true")]
+    pub download_clients: bool,
+    /// Sonarr and Radarr: the root folders `/data/media/tv` and `/data/media/movies`.
+    #[serde(default = "default_true")]
+    pub root_folders: bool,
+    /// Prowlarr -> Sonarr, Radarr: applications `mediastack-sonarr` and `mediastack-radarr` (full sync).
+    #[serde(default = "default_true")]
+    pub prowlarr_applications: bool,
+    /// qBittorrent: categories `tv` and `movies` under `/data/torrents` and the default save path.
+    #[serde(default = "default_true")]
+    pub qbittorrent_categories: bool,
+}
+
+impl Default for Wiring {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            download_clients: true,
+            root_folders: true,
+            prowlarr_applications: true,
+            qbittorrent_categories: true,
+        }
+    }
 }
 
 fn default_timezone() -> String {
@@ -847,6 +887,31 @@ pub struct MediaStackStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["app".into()]))]
     pub credentials: Vec<CredentialStatus>,
+    /// One entry per link of `spec.wiring` the operator runs (written by the
+    /// wiring task under its own field manager, `mediastack-operator-wiring`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["from".into(), "to".into()]))]
+    pub links: Vec<LinkStatus>,
+}
+
+/// The state of one link between two apps (docs/wiring.md).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkStatus {
+    /// The app that is told about the other, e.g. `sonarr`.
+    pub from: String,
+    /// The app it is told about, e.g. `qbittorrent` (the same app for a
+    /// setting of its own, such as Sonarr's root folder).
+    pub to: String,
+    /// `Connected`, `Pending` (an end is not Ready yet) or `Failed` (retried
+    /// with backoff).
+    pub state: String,
+    /// What was set, or why not. Never a key or password.
+    #[serde(default)]
+    pub message: String,
+    /// When `state` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 /// A generated login Secret of an app.

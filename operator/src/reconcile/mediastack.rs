@@ -866,9 +866,18 @@ async fn finish(
         }),
         dashboard_url,
         credentials,
+        // `links` and the `Wired` condition belong to the wiring task (its
+        // own field manager): never sent here, so never taken over.
+        links: Vec::new(),
     };
+    let old_own: Vec<_> = old
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != crate::wiring::WIRED_CONDITION)
+        .cloned()
+        .collect();
     if !(old.observed_generation == new.observed_generation
-        && status::same(&old.conditions, &new.conditions)
+        && status::same(&old_own, &new.conditions)
         && old.apps == new.apps
         && old.apps_ready == new.apps_ready
         && old.traefik == new.traefik

@@ -71,8 +71,19 @@ pub fn render(
                 out.login_secrets.push(webui_login(parent, app.name));
             }
         }
-        if spec.monitoring.enabled {
+        let exportarr = matches!(
+            app.exporter,
+            Some(crate::catalog::Exporter::Exportarr { .. })
+        );
+        let wiring_key = crate::wiring::runner::needs_api_key(spec, app.name);
+        if spec.monitoring.enabled || wiring_key {
             ensure_key_kept(spec, app, &objs.deployment)?;
+        }
+        if wiring_key
+            && !(spec.monitoring.enabled && exportarr)
+            && let Some(secret) = super::monitoring::give_api_key(parent, app, &mut objs.deployment)
+        {
+            out.generated_secrets.push(secret);
         }
         if spec.monitoring.enabled
             && let Some(secret) = super::monitoring::attach_exporter(
@@ -121,7 +132,7 @@ pub fn webui_login(parent: &Parent, app: &str) -> GeneratedSecret {
     }
 }
 
-/// Monitoring gives an *arr app a generated API key through its environment,
+/// Monitoring and wiring give an *arr app a generated API key through its environment,
 /// which overrides the key in its `config.xml`. For an adopted config
 /// (`apps.<app>.config`) that would replace the key other apps and scripts
 /// already use, so it is refused: the user names the existing key
@@ -161,7 +172,7 @@ fn ensure_key_kept(
         format!("set {var} in apps.{}.env to its existing key", app.name)
     };
     Err(RenderError::Invalid(format!(
-        "apps.{}.config adopts an existing config whose API key monitoring would replace with a generated one: {how} (the <ApiKey> of its config), or set monitoring.enabled: false",
+        "apps.{}.config adopts an existing config whose API key monitoring would replace with a generated one: {how} (the <ApiKey> of its config), or set monitoring.enabled: false and turn off the spec.wiring links that use it",
         app.name
     )))
 }

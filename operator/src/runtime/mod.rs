@@ -380,6 +380,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let attempts = Attempts::default();
+    // Wiring (docs/wiring.md): beside the controllers, never blocking them.
+    crate::wiring::runner::spawn(client.clone(), stack_store.clone(), shutdown.clone());
 
     let c1 = stacks
         .graceful_shutdown_on(shutdown.clone())

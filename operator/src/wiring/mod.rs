@@ -27,6 +27,7 @@ pub mod flow;
 pub mod jellyseerr;
 pub mod prowlarr;
 pub mod qbittorrent;
+pub mod runner;
 pub mod secrets;
 
 #[cfg(test)]
@@ -38,6 +39,9 @@ pub use client::{ApiKey, ApiRequest, ApiResponse, ArrClient, Body, ClientConfig,
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// Type of the condition the wiring task owns in `status.conditions`.
+pub const WIRED_CONDITION: &str = "Wired";
 
 /// Name of every object the operator creates inside an app.
 pub const MANAGED_NAME: &str = "mediastack";

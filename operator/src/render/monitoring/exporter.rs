@@ -94,6 +94,46 @@ pub(super) fn attach_exportarr(
     deployment: &mut Deployment,
     service: &mut Service,
 ) -> Option<GeneratedSecret> {
+    let (exporter_key, secret) = give_key(parent, app, deployment);
+    let pod = pod_spec_mut(deployment);
+    let exporter = Container {
+        name: EXPORTER_CONTAINER.into(),
+        image: Some(EXPORTARR_IMAGE.into()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(vec![app.name.into()]),
+        env: Some(vec![
+            plain_env("PORT", &port.to_string()),
+            plain_env("URL", &format!("http://127.0.0.1:{}", app.port)),
+            exporter_key,
+        ]),
+        ports: Some(vec![container_port(port)]),
+        liveness_probe: Some(liveness(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/healthz".into()),
+                port: IntOrString::String(METRICS_PORT.into()),
+                ..HTTPGetAction::default()
+            }),
+            ..Probe::default()
+        })),
+        resources: Some(exporter_resources("128Mi")),
+        security_context: Some(exporter_security()),
+        ..Container::default()
+    };
+    set_container(&mut pod.containers, exporter);
+    set_service_port(service, port);
+    secret
+}
+
+/// Gives `app` its generated API key through its own key variable (unless
+/// the user set that variable: then the user's value stays). Returns the
+/// variable an exporter reads the same key from, and the key Secret to
+/// create once, when the generated key is used. Monitoring and wiring
+/// (`wiring::runner::needs_api_key`) share the key.
+pub(crate) fn give_key(
+    parent: &Parent,
+    app: &App,
+    deployment: &mut Deployment,
+) -> (EnvVar, Option<GeneratedSecret>) {
     let secret = api_keys_secret_name(parent);
     let generated = secret_key(&secret, app.name);
     let pod = pod_spec_mut(deployment);
@@ -124,39 +164,13 @@ pub(super) fn attach_exportarr(
             }
         }
     }
-
-    let exporter = Container {
-        name: EXPORTER_CONTAINER.into(),
-        image: Some(EXPORTARR_IMAGE.into()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(vec![app.name.into()]),
-        env: Some(vec![
-            plain_env("PORT", &port.to_string()),
-            plain_env("URL", &format!("http://127.0.0.1:{}", app.port)),
-            exporter_key,
-        ]),
-        ports: Some(vec![container_port(port)]),
-        liveness_probe: Some(liveness(Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some("/healthz".into()),
-                port: IntOrString::String(METRICS_PORT.into()),
-                ..HTTPGetAction::default()
-            }),
-            ..Probe::default()
-        })),
-        resources: Some(exporter_resources("128Mi")),
-        security_context: Some(exporter_security()),
-        ..Container::default()
-    };
-    set_container(&mut pod.containers, exporter);
-    set_service_port(service, port);
-
-    needs_secret.then(|| GeneratedSecret {
+    let secret = needs_secret.then(|| GeneratedSecret {
         name: secret,
         random_keys: vec![app.name.to_string()],
         templated: Default::default(),
         labels: parent.labels("api-keys", "monitoring"),
-    })
+    });
+    (exporter_key, secret)
 }
 
 /// The app-side variables that carry the generated key.

@@ -48,6 +48,18 @@ pub fn key_env_name(app: &App) -> Option<&'static str> {
     exporter::key_env_name(app)
 }
 
+/// Gives `app` its generated API key through its own key variable, without
+/// an exporter (wiring needs the key when monitoring is off). Returns the
+/// key Secret to create once, unless the user manages the key.
+pub fn give_api_key(
+    parent: &Parent,
+    app: &App,
+    deployment: &mut Deployment,
+) -> Option<GeneratedSecret> {
+    key_env_name(app)?;
+    exporter::give_key(parent, app, deployment).1
+}
+
 /// Adds the app's exporter (container and Service port); returns the API-key
 /// Secret it needs, if any. Apps without an exporter, or whose exporter is
 /// the app itself (Jellyfin), are left unchanged.
