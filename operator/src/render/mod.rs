@@ -77,10 +77,25 @@ impl Child {
         )
     }
 
+    /// `group/Kind/name`: the child's identity (a `traefik.io` and a
+    /// `mediastack.io` IngressRoute of one name are different children).
+    pub fn id(&self) -> String {
+        child_id(
+            &self.api,
+            self.object.metadata.name.as_deref().unwrap_or(""),
+        )
+    }
+
     /// The object as YAML, for golden snapshots.
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(&self.object).unwrap_or_default()
     }
+}
+
+/// `group/Kind/name` of an object of `api` (see [`Child::id`]); the core
+/// group is empty (`/Service/name`).
+pub fn child_id(api: &ApiResource, name: &str) -> String {
+    format!("{}/{}/{name}", api.group, api.kind)
 }
 
 /// An HTTP GET probe of `path` on the named container `port`, 3 s timeout.
@@ -171,4 +186,47 @@ pub struct GeneratedSecret {
     /// Keys with fixed content (may refer to the random ones as `{{key}}`).
     pub templated: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn children_of_one_kind_name_in_two_groups_have_distinct_ids() {
+        let ours = Child::custom(
+            "mediastack.io",
+            "v1alpha1",
+            "IngressRoute",
+            "ingressroutes",
+            json!({"metadata": {"name": "home-sonarr"}}),
+        )
+        .expect("ours");
+        let traefik = Child::custom(
+            "traefik.io",
+            "v1alpha1",
+            "IngressRoute",
+            "ingressroutes",
+            json!({"metadata": {"name": "home-sonarr"}}),
+        )
+        .expect("traefik");
+        assert_eq!(ours.key(), traefik.key());
+        assert_ne!(ours.id(), traefik.id());
+        assert_eq!(traefik.id(), "traefik.io/IngressRoute/home-sonarr");
+        let keep: std::collections::BTreeSet<String> = [ours.id()].into();
+        assert!(
+            !keep.contains(&traefik.id()),
+            "the keep set tells them apart"
+        );
+        let svc = Child::typed(&k8s_openapi::api::core::v1::Service {
+            metadata: kube::api::ObjectMeta {
+                name: Some("a".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .expect("service");
+        assert_eq!(svc.id(), "/Service/a");
+    }
 }
