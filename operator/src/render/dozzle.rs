@@ -81,7 +81,7 @@ pub fn network_policy(parent: &Parent, spec: &MediaStackSpec) -> Option<NetworkP
         parent,
         APP,
         vec![NetworkPolicyIngressRule {
-            ports: Some(vec![netpol::tcp_port(super::workload::HTTP_PORT)]),
+            ports: Some(vec![netpol::tcp_port(super::meta::HTTP_PORT)]),
             from: Some(vec![
                 netpol::stack_pods(parent, super::traefik::CONTAINER),
                 netpol::stack_pods(parent, super::dashboard::APP),

@@ -15,6 +15,9 @@ pub const PART_OF: &str = "mediastack";
 pub const STACK_LABEL: &str = "mediastack.io/stack";
 /// Label naming the owning IngressRoute on its Traefik objects.
 pub const OWNER_LABEL: &str = "mediastack.io/owner";
+/// Name of every app's container port, of its Service port and of the
+/// port our IngressRoutes and NetworkPolicies point at.
+pub const HTTP_PORT: &str = "http";
 
 /// The parent of a set of children: its name, namespace and controller
 /// owner reference.

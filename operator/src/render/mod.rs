@@ -17,6 +17,7 @@ pub mod route;
 pub mod stack;
 pub mod storage;
 pub mod traefik;
+pub mod traefik_crd;
 pub mod tunnel;
 pub mod vpn;
 pub mod workload;

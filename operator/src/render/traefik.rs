@@ -38,14 +38,14 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
 use super::meta::Parent;
-use super::route::{host_rule, traefik_ingress_route, traefik_middleware};
+use super::traefik_crd::{host_rule, traefik_ingress_route, traefik_middleware};
 use super::{Child, Inputs, RenderError};
 use crate::api::mediastack::MediaStackSpec;
 
 /// Image of the managed Traefik unless `ingress.traefik.image` is set.
 pub const DEFAULT_IMAGE: &str = "traefik:v3.6.2";
 /// Entry point (and Service port name) cloudflared connects to.
-pub const TUNNEL_ENTRY_POINT: &str = "tunnel";
+pub use super::traefik_crd::TUNNEL_ENTRY_POINT;
 /// Port of the tunnel entry point (container and Service).
 pub const TUNNEL_PORT: i32 = 8000;
 /// Entry point (and port name) of `/ping` and `/metrics`; ServiceMonitors select it.
@@ -469,7 +469,7 @@ mod tests {
     use serde_json::Value;
 
     use super::super::fixtures::{inputs, parent, stack};
-    use super::super::route::traefik_schema;
+    use super::super::traefik_crd::traefik_schema;
     use super::*;
     use crate::api::common::SecretRef;
 

@@ -31,7 +31,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use sha2::{Digest, Sha256};
 
 use super::meta::Parent;
-use super::traefik::{self, TUNNEL_ENTRY_POINT};
+use super::traefik;
+use super::traefik_crd::TUNNEL_ENTRY_POINT;
 use super::{Child, Inputs, RenderError};
 use crate::api::mediastack::{Jail, MediaStackSpec};
 
