@@ -16,8 +16,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
+use crate::metrics::Metrics;
 use crate::render::RenderError;
-use crate::runtime::metrics::Metrics;
 
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "mediastack-operator";

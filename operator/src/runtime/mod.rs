@@ -1,7 +1,6 @@
 //! Controller wiring, health and metrics server, leader election, telemetry.
 
 pub mod fence;
-pub mod metrics;
 pub mod server;
 pub mod telemetry;
 
@@ -24,10 +23,10 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::api::{IngressRoute, MediaStack, VpnGateway};
+use crate::metrics::Metrics;
 use crate::reconcile::{self, Context, Error};
 use crate::render::meta::MANAGER;
 use crate::render::vpn;
-use metrics::Metrics;
 use server::Health;
 
 /// Settings of `mediastack-operator run`.
@@ -85,13 +84,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     } else {
         fence::Fence::always_open()
     };
+    let metrics = Arc::new(Metrics::default());
     let client = kube::client::ClientBuilder::try_from(config.clone())?
+        // Inside the fence: counts only requests that are sent.
+        .with_layer(&crate::metrics::requests::CountLayer {
+            metrics: metrics.clone(),
+        })
         .with_layer(&fence::FenceLayer {
             fence: fence.clone(),
             identity: identity.clone(),
         })
         .build();
-    let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
