@@ -29,8 +29,10 @@ real_node=${MEDIASTACK_REAL_NODE:-0}
 # shellcheck source=node.sh
 source "$here/node.sh"
 NODE=kwok-node-0
-# Simulated nodes kwok-node-0..N-1 (MEDIASTACK_KWOK_NODES, default 8).
+# Simulated nodes kwok-node-0..N-1 (MEDIASTACK_KWOK_NODES, default 8), each
+# with room for MEDIASTACK_KWOK_NODE_PODS pods (default 110, the kubelet's).
 KWOK_NODES=${MEDIASTACK_KWOK_NODES:-8}
+KWOK_NODE_PODS=${MEDIASTACK_KWOK_NODE_PODS:-110}
 NODE_IP=10.0.0.1 # fake; not loopback, which Endpoints validation rejects for hostNetwork pods
 
 log() { echo "cluster: $*" >&2; }
@@ -173,8 +175,9 @@ gen_pki() {
   echo "$(cat "$p/kubelet.token"),system:node:$NODE_REAL,system:node:$NODE_REAL,\"system:nodes\"" >>"$p/tokens.csv"
   echo "$(cat "$p/kube-proxy.token"),system:kube-proxy,system:kube-proxy" >>"$p/tokens.csv"
   chmod 600 "$p"/*.key "$p/tokens.csv"
-  # Audit writes (not reads, not node/lease heartbeats) so tests can count
-  # exactly which client wrote what in their namespace.
+  # Audit every API request (reads too; not lease heartbeats, not non-resource
+  # URLs such as /readyz) so tests can count exactly which client wrote what in
+  # their namespace and the benchmark can count the operator's reads.
   cat >"$p/audit-policy.yaml" <<'EOF'
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -182,9 +185,9 @@ omitStages: [RequestReceived]
 rules:
 - level: None
   resources: [{group: coordination.k8s.io, resources: [leases]}]
-- level: Metadata
-  verbs: [create, update, patch, delete, deletecollection]
 - level: None
+  nonResourceURLs: ["*"]
+- level: Metadata
 EOF
   echo "$token"
 }
@@ -310,8 +313,8 @@ metadata:
   labels: {type: kwok, kubernetes.io/hostname: kwok-node-$n, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
   annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
 status:
-  capacity: {cpu: "32", memory: 64Gi, pods: "110"}
-  allocatable: {cpu: "32", memory: 64Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 64Gi, pods: "$KWOK_NODE_PODS"}
+  allocatable: {cpu: "32", memory: 64Gi, pods: "$KWOK_NODE_PODS"}
   nodeInfo: {architecture: amd64, operatingSystem: linux}
 EOF
   done

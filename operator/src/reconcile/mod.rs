@@ -15,8 +15,8 @@ use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 
+use crate::metrics::Metrics;
 use crate::render::RenderError;
-use crate::runtime::metrics::Metrics;
 
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "mediastack-operator";

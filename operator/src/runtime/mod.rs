@@ -3,7 +3,6 @@
 
 pub mod fence;
 pub mod mappers;
-pub mod metrics;
 pub mod server;
 pub mod stores;
 pub mod telemetry;
@@ -22,9 +21,9 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::api::{IngressRoute, MediaStack, VpnGateway};
+use crate::metrics::Metrics;
 use crate::reconcile::cache::Cache;
 use crate::reconcile::{self, Context, Error};
-use metrics::Metrics;
 use server::Health;
 
 /// Settings of `mediastack-operator run`.
@@ -68,13 +67,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     } else {
         fence::Fence::always_open()
     };
+    let metrics = Arc::new(Metrics::default());
     let client = kube::client::ClientBuilder::try_from(config.clone())?
+        // Inside the fence: counts only requests that are sent.
+        .with_layer(&crate::metrics::requests::CountLayer {
+            metrics: metrics.clone(),
+        })
         .with_layer(&fence::FenceLayer {
             fence: fence.clone(),
             identity: identity.clone(),
         })
         .build();
-    let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let stop = Stop::on_signal();
     let server = tokio::spawn(server::serve(
