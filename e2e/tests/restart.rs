@@ -17,7 +17,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DeleteParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use mediastack_e2e::stack::{condition, ready_example_stack_with};
-use mediastack_e2e::{repo_root, wait_for};
+use mediastack_e2e::{audited_writes, repo_root, wait_for};
 use mediastack_operator::api::MediaStack;
 use mediastack_operator::runtime::stores::relisting_watcher;
 
@@ -56,7 +56,8 @@ async fn after_an_api_server_restart_a_deleted_child_is_restored_and_reported() 
     let recorder = {
         let (stacks, seen) = (stacks.clone(), seen.clone());
         tokio::spawn(async move {
-            let mut events = watcher(
+            // The operator's own watch (lists again on 410 Gone).
+            let mut events = relisting_watcher(
                 stacks,
                 watcher::Config::default().fields("metadata.name=home"),
             )
@@ -137,9 +138,17 @@ async fn after_an_api_server_restart_a_deleted_child_is_restored_and_reported() 
         "the stack never reported the missing app: {history:?}"
     );
 
-    // No error loop once the server is back: nothing fails in a quiet window.
+    // No error loop once the server is back: nothing fails, and nothing is
+    // written (the stores after a new list diff like before), in a quiet window.
     let before = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let writes_before = audited_writes(&ns.name).expect("the local control plane's audit log");
     tokio::time::sleep(Duration::from_secs(20)).await;
+    let writes_after = audited_writes(&ns.name).unwrap_or_default();
+    let new_writes: Vec<_> = writes_after.iter().skip(writes_before.len()).collect();
+    assert!(
+        new_writes.is_empty(),
+        "writes of a settled stack after the restart: {new_writes:?}"
+    );
     let after = std::fs::read_to_string(&log_path).unwrap_or_default();
     let new = &after[before.len().min(after.len())..];
     let loop_lines = failures(new);

@@ -580,7 +580,15 @@ fn watch_children(
     spawn_reflector(
         group_kind(ar),
         writer,
-        relisting_watcher(dyn_api(client, ns, ar, namespaced), config),
+        // A list's items carry no apiVersion/kind (a watch event's do):
+        // set them, or the diff would see every listed child as changed.
+        relisting_watcher(dyn_api(client, ns, ar, namespaced), config).modify({
+            let types = kube::api::TypeMeta {
+                api_version: ar.api_version.clone(),
+                kind: ar.kind.clone(),
+            };
+            move |o: &mut DynamicObject| o.types = Some(types.clone())
+        }),
         vec![listener(
             move |o: &DynamicObject| q1.send(mappers::stack_of_child(o)),
             move |_| q2.send_all(),
