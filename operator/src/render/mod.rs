@@ -13,6 +13,8 @@ pub mod fixtures;
 pub mod meta;
 pub mod monitoring;
 pub mod netpol;
+pub mod pod;
+pub mod rbac;
 pub mod route;
 pub mod stack;
 pub mod storage;
@@ -97,28 +99,6 @@ impl Child {
 /// group is empty (`/Service/name`).
 pub fn child_id(api: &ApiResource, name: &str) -> String {
     format!("{}/{}/{name}", api.group, api.kind)
-}
-
-/// An HTTP GET probe of `path` on the named container `port`, 3 s timeout.
-pub(crate) fn http_probe(
-    path: &str,
-    port: &str,
-    period: i32,
-    failures: i32,
-) -> k8s_openapi::api::core::v1::Probe {
-    use k8s_openapi::api::core::v1::{HTTPGetAction, Probe};
-    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-    Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::String(port.into()),
-            ..Default::default()
-        }),
-        period_seconds: Some(period),
-        timeout_seconds: Some(3),
-        failure_threshold: Some(failures),
-        ..Default::default()
-    }
 }
 
 /// Errors of the pure render step. They mean the spec cannot be rendered
