@@ -252,18 +252,17 @@ pub fn selector_string(labels: &[(&str, &str)]) -> String {
         .join(",")
 }
 
-/// Deletes the objects of `api` matching `selector` that are not in `keep`,
-/// not already being deleted, and that `prunable` accepts.
-async fn delete_unwanted(
+/// Metadata of the children of kind `ar` in `ns` (all namespaces when
+/// `None`) matching `selector`: from the watch store, or one metadata LIST
+/// when the kind is not watched.
+pub async fn child_metas(
     cache: &Cache,
     api: &Api<DynamicObject>,
     ar: &ApiResource,
     ns: Option<&str>,
     selector: &[(&str, &str)],
-    keep: &BTreeSet<String>,
-    prunable: impl Fn(&ObjectMeta) -> bool,
-) -> Result<Vec<String>, Error> {
-    let metas: Vec<ObjectMeta> = match cache.children_of(ar, ns) {
+) -> Result<Vec<ObjectMeta>, Error> {
+    Ok(match cache.children_of(ar, ns) {
         Some(objs) => objs
             .iter()
             .filter(|o| has_labels(o, selector))
@@ -280,7 +279,21 @@ async fn delete_unwanted(
             .into_iter()
             .map(|o| o.metadata)
             .collect(),
-    };
+    })
+}
+
+/// Deletes the objects of `api` matching `selector` that are not in `keep`,
+/// not already being deleted, and that `prunable` accepts.
+async fn delete_unwanted(
+    cache: &Cache,
+    api: &Api<DynamicObject>,
+    ar: &ApiResource,
+    ns: Option<&str>,
+    selector: &[(&str, &str)],
+    keep: &BTreeSet<String>,
+    prunable: impl Fn(&ObjectMeta) -> bool,
+) -> Result<Vec<String>, Error> {
+    let metas = child_metas(cache, api, ar, ns, selector).await?;
     let mut deleted = Vec::new();
     for meta in metas {
         let Some(name) = meta.name.as_deref() else {

@@ -631,23 +631,14 @@ pub async fn sweep_cluster_children(
     let mut deleted = Vec::new();
     for ar in cluster_kinds() {
         let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
-        let objs: Vec<kube::api::ObjectMeta> = match cache.children_of(&ar, None) {
-            Some(objs) => objs.iter().map(|o| o.metadata.clone()).collect(),
-            None => api
-                .list_metadata(
-                    &ListParams::default()
-                        .labels(&format!("app.kubernetes.io/managed-by={MANAGER}")),
-                )
-                .await
-                .map_err(|source| Error::Read {
-                    what: format!("{} list", ar.kind),
-                    source,
-                })?
-                .items
-                .into_iter()
-                .map(|o| o.metadata)
-                .collect(),
-        };
+        let objs = apply::child_metas(
+            cache,
+            &api,
+            &ar,
+            None,
+            &[("app.kubernetes.io/managed-by", MANAGER)],
+        )
+        .await?;
         for meta in objs {
             let labels = meta.labels.clone().unwrap_or_default();
             let (Some(ns), Some(stack), Some(name)) = (

@@ -158,7 +158,7 @@ pub fn app(
             let files = dashboard::config_files(parent, spec);
             annotations.insert(
                 dashboard::CONFIG_HASH_ANNOTATION.into(),
-                dashboard::config_hash(&files),
+                super::pod::config_hash(&files),
             );
             // A writable /app/config (Homepage copies default files it
             // misses there) with each generated file mounted over it.
