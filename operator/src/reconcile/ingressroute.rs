@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource, ListParams};
+use kube::api::{Api, ApiResource};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -15,7 +15,7 @@ use kube::runtime::events::EventType;
 use super::mediastack::{crd_exists, publish};
 use super::status::{self, Cond};
 use super::{Context, Error, apply};
-use crate::api::{IngressRoute, IngressRouteStatus, MediaStack};
+use crate::api::{IngressRoute, IngressRouteStatus};
 use crate::render::meta::{MANAGER, Parent, STACK_LABEL};
 use crate::render::route::{self, RouteContext};
 
@@ -43,26 +43,18 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
         Parent::of(route.as_ref()).ok_or(Error::MissingMetadata("name, namespace or uid"))?;
     let ns = parent.namespace.clone();
 
-    // The stack whose Traefik serves the route.
-    let stacks: Api<MediaStack> = Api::namespaced(ctx.client.clone(), &ns);
+    ctx.cache.wait_ready().await;
+    // The stack whose Traefik serves the route (the stack store).
     let stack = match &route.spec.stack_ref {
-        Some(r) => stacks
-            .get_opt(&r.name)
-            .await
-            .map_err(|source| Error::Read {
-                what: format!("MediaStack/{}", r.name),
-                source,
-            })?,
+        Some(r) => ctx
+            .cache
+            .stacks
+            .get(&kube::runtime::reflector::ObjectRef::new(&r.name).within(&ns))
+            .map(|s| s.as_ref().clone()),
         None => {
-            let all = stacks
-                .list(&ListParams::default())
-                .await
-                .map_err(|source| Error::Read {
-                    what: "MediaStack list".into(),
-                    source,
-                })?;
-            if all.items.len() == 1 {
-                all.items.into_iter().next()
+            let all = ctx.cache.stacks_in(&ns);
+            if all.len() == 1 {
+                all.first().map(|s| s.as_ref().clone())
             } else {
                 None
             }
@@ -125,14 +117,14 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
     // the oldest (then the first by name) wins. Creation times have
     // one-second resolution, so without the first rule a new route could
     // take a host from one already serving it.
-    let routes: Api<IngressRoute> = Api::namespaced(ctx.client.clone(), &ns);
-    let all = routes
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::Read {
-            what: "IngressRoute list".into(),
-            source,
-        })?;
+    let all: Vec<IngressRoute> = ctx
+        .cache
+        .routes
+        .state()
+        .iter()
+        .filter(|r| r.namespace().as_deref() == Some(ns.as_str()))
+        .map(|r| r.as_ref().clone())
+        .collect();
     let mine: BTreeSet<&String> = hosts.iter().collect();
     let key = |r: &IngressRoute| {
         let applied = r.status.as_ref().is_some_and(|s| {
@@ -145,7 +137,6 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
         )
     };
     let clash = all
-        .items
         .iter()
         .filter(|o| o.uid() != route.uid() && key(o) < key(&route))
         .find_map(|o| {
@@ -155,10 +146,10 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
                 .map(|h| (o.name_any(), h))
         });
 
-    let selector = format!(
-        "{STACK_LABEL}={},app.kubernetes.io/managed-by={MANAGER}",
-        parent.name
-    );
+    let selector = [
+        (STACK_LABEL, parent.name.as_str()),
+        ("app.kubernetes.io/managed-by", MANAGER),
+    ];
     let mut keep = BTreeSet::new();
     let mut writes = 0;
     let mut problem = None;
@@ -172,12 +163,13 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
     } else {
         let children = route::traefik_objects(&route, &parent, &rctx).map_err(Error::Render)?;
         for child in &children {
-            keep.insert(child.key());
-            writes += usize::from(apply::apply(&ctx.client, child).await?);
+            keep.insert(child.id());
+            writes += usize::from(apply::apply(&ctx.client, &ctx.cache, child).await?);
         }
     }
     writes += apply::prune(
         &ctx.client,
+        &ctx.cache,
         &ns,
         &selector,
         &traefik_kinds(),

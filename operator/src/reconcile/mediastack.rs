@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Node, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
-use k8s_openapi::api::networking::v1::{IngressClass, NetworkPolicy, ServiceCIDR};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, ListParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::Action;
@@ -43,20 +42,29 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
     let ns = parent.namespace.clone();
     let client = &ctx.client;
 
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let selector = format!(
-        "{STACK_LABEL}={},app.kubernetes.io/managed-by={MANAGER}",
-        parent.name
-    );
-    let live = deployments
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::Read {
-            what: "Deployment list".into(),
-            source,
-        })?;
+    ctx.cache.wait_ready().await;
+    let selector = [
+        (STACK_LABEL, parent.name.as_str()),
+        ("app.kubernetes.io/managed-by", MANAGER),
+    ];
+    // Readiness as the Deployment store last saw it (a LIST only when no
+    // store watches Deployments).
+    let live = match ctx.cache.typed_children::<Deployment>(&ns, &selector) {
+        Some(d) => d,
+        None => {
+            let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+            deployments
+                .list(&ListParams::default().labels(&apply::selector_string(&selector)))
+                .await
+                .map_err(|source| Error::Read {
+                    what: "Deployment list".into(),
+                    source,
+                })?
+                .items
+        }
+    };
     let ready_deploy: BTreeMap<String, &Deployment> =
-        live.items.iter().map(|d| (d.name_any(), d)).collect();
+        live.iter().map(|d| (d.name_any(), d)).collect();
 
     // 1. Resolve references. A missing one stalls the stack before anything is written.
     if let Some(stall) = check_references(&stack, &ctx).await? {
@@ -72,14 +80,13 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
     // runs keeps running unchanged.
     let mut refusals = ctx.policy.check(&resolved);
     // The gluetun image of a gateway runs in this stack's pods.
-    let gateways: Api<VpnGateway> = Api::namespaced(client.clone(), &ns);
     let mut seen = BTreeSet::new();
     for (_, app_spec) in stack.spec.apps.enabled() {
         let Some(att) = &app_spec.vpn else { continue };
         if !seen.insert(att.gateway_ref.clone()) {
             continue;
         }
-        if let Some(gw) = get_opt(&gateways, &att.gateway_ref).await?
+        if let Some(gw) = gateway(&ctx, &ns, &att.gateway_ref)
             && let Some(r) = ctx.policy.check_image(
                 &format!("VpnGateway {} spec.image", att.gateway_ref),
                 &gw.spec.image,
@@ -175,11 +182,12 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
     }
     let mut keep = BTreeSet::new();
     for child in &rendered.children {
-        keep.insert(child.key());
-        writes += usize::from(apply::apply(client, child).await?);
+        keep.insert(child.id());
+        writes += usize::from(apply::apply(client, &ctx.cache, child).await?);
     }
     let mut deleted = apply::prune(
         client,
+        &ctx.cache,
         &ns,
         &selector,
         // The stack itself renders Traefik objects (the dashboard route).
@@ -193,12 +201,20 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
     .await?;
     let mut cluster_keep = BTreeSet::new();
     for child in &rendered.cluster_children {
-        cluster_keep.insert(child.key());
-        writes += usize::from(apply::apply(client, child).await?);
+        cluster_keep.insert(child.id());
+        writes += usize::from(apply::apply(client, &ctx.cache, child).await?);
     }
-    let cluster_selector = format!("{selector},mediastack.io/namespace={ns}");
+    let mut cluster_selector = selector.to_vec();
+    cluster_selector.push((crate::render::dozzle::NAMESPACE_LABEL, ns.as_str()));
     deleted.extend(
-        apply::prune_cluster(client, &cluster_selector, &cluster_kinds(), &cluster_keep).await?,
+        apply::prune_cluster(
+            client,
+            &ctx.cache,
+            &cluster_selector,
+            &cluster_kinds(),
+            &cluster_keep,
+        )
+        .await?,
     );
     writes += deleted.len();
     if writes > 0 {
@@ -241,7 +257,7 @@ struct Edge<'a> {
 }
 
 /// IngressClass controller name of Traefik (k3s's bundled Traefik has one).
-pub const TRAEFIK_INGRESS_CONTROLLER: &str = "traefik.io/ingress-controller";
+pub const TRAEFIK_INGRESS_CONTROLLER: &str = super::cache::TRAEFIK_INGRESS_CONTROLLER;
 
 /// Whether the stack runs its own Traefik: `ingress.traefik.managed`, or
 /// with auto (unset) true unless [`existing_traefik`] finds one.
@@ -256,33 +272,20 @@ pub async fn resolve_traefik(
 }
 
 /// A Traefik already serves the cluster: the `traefik.io` CRDs are installed
-/// and an IngressClass names Traefik's controller. A cheap list of the
-/// (few, cluster-scoped) IngressClasses per reconcile, not a watch: a
-/// Traefik installed later is picked up at the next resync. IngressClasses
+/// and an IngressClass names Traefik's controller. Both from watches: a
+/// Traefik installed later re-renders the stacks at once. IngressClasses
 /// rather than Deployments, because a namespaced operator cannot list
 /// Deployments in kube-system.
 pub async fn existing_traefik(ctx: &Context) -> Result<bool, Error> {
-    if !crd_exists(ctx, super::ingressroute::TRAEFIK_CRD).await? {
-        return Ok(false);
-    }
-    let classes: Api<IngressClass> = Api::all(ctx.client.clone());
-    match classes.list(&ListParams::default()).await {
-        Ok(list) => Ok(list.items.iter().any(|c| {
-            c.spec.as_ref().and_then(|s| s.controller.as_deref())
-                == Some(TRAEFIK_INGRESS_CONTROLLER)
-        })),
-        Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => {
-            warn!(
-                "cannot list IngressClasses ({}): assuming no Traefik runs",
-                e.message
-            );
-            Ok(false)
-        }
-        Err(source) => Err(Error::Read {
-            what: "IngressClass list".into(),
-            source,
-        }),
-    }
+    Ok(ctx.cache.crd_exists(super::ingressroute::TRAEFIK_CRD) && ctx.cache.traefik_ingress_class())
+}
+
+/// The VpnGateway `name` of `ns`, from its store.
+fn gateway(ctx: &Context, ns: &str, name: &str) -> Option<VpnGateway> {
+    ctx.cache
+        .gateways
+        .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))
+        .map(|g| g.as_ref().clone())
 }
 
 /// Adds the PBKDF2 hash of the login Secret's `password` under
@@ -496,7 +499,6 @@ async fn gather_inputs(
     let ns = &parent.namespace;
     let client = &ctx.client;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let gateways: Api<VpnGateway> = Api::namespaced(client.clone(), ns);
     let cluster_subnets = cluster_subnets(ctx).await?;
     let mut vpn_map = BTreeMap::new();
     for (_, app_spec) in stack.spec.apps.enabled() {
@@ -504,7 +506,7 @@ async fn gather_inputs(
             if vpn_map.contains_key(&att.gateway_ref) {
                 continue;
             }
-            let gw = get_opt(&gateways, &att.gateway_ref).await?;
+            let gw = gateway(ctx, ns, &att.gateway_ref);
             let secret = match &gw {
                 Some(g) => get_opt(&secrets, &g.spec.credentials_secret_ref.name).await?,
                 None => None,
@@ -542,49 +544,17 @@ async fn gather_inputs(
 }
 
 /// The pod and service ranges: from the command line, or discovered from the
-/// Nodes' `podCIDRs` and the `ServiceCIDR` objects.
+/// Nodes' `podCIDRs` and the `ServiceCIDR` objects (their stores).
 pub async fn cluster_subnets(ctx: &Context) -> Result<Vec<String>, Error> {
     if !ctx.cluster_subnets.is_empty() {
         return Ok(ctx.cluster_subnets.clone());
     }
-    let mut out = BTreeSet::new();
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let list = nodes
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::Read {
-            what: "Node list".into(),
-            source,
-        })?;
-    for n in list.items {
-        let spec = n.spec.unwrap_or_default();
-        out.extend(spec.pod_cidrs.unwrap_or_default());
-        out.extend(spec.pod_cidr);
-    }
-    let cidrs: Api<ServiceCIDR> = Api::all(ctx.client.clone());
-    match cidrs.list(&ListParams::default()).await {
-        Ok(list) => out.extend(
-            list.items
-                .into_iter()
-                .flat_map(|c| c.spec.and_then(|s| s.cidrs).unwrap_or_default()),
-        ),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
-            warn!("cannot list ServiceCIDRs: {}", e.message)
-        }
-        Err(source) => {
-            return Err(Error::Read {
-                what: "ServiceCIDR list".into(),
-                source,
-            });
-        }
-    }
-    Ok(out.into_iter().collect())
+    Ok(ctx.cache.cluster_subnets())
 }
 
-/// Whether a CRD is installed and established.
+/// Whether a CRD is installed (the CRD store).
 pub async fn crd_exists(ctx: &Context, name: &str) -> Result<bool, Error> {
-    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
-    Ok(get_opt(&crds, name).await?.is_some())
+    Ok(ctx.cache.crd_exists(name))
 }
 
 async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>, Error>
@@ -651,35 +621,38 @@ pub fn owned_kinds(monitoring: bool, traefik: bool) -> Vec<ApiResource> {
 
 /// Deletes cluster-scoped children (which no namespaced stack can own, so
 /// garbage collection never removes them) whose MediaStack no longer exists.
-/// `exists(namespace, name)` answers from the controller's cache; only
-/// stacks in `watched` namespaces (all when `None`) are considered.
+/// Children and stacks come from the stores; only stacks in `watched`
+/// namespaces (all when `None`) are considered.
 pub async fn sweep_cluster_children(
     client: &kube::Client,
+    cache: &super::cache::Cache,
     watched: Option<&str>,
-    exists: impl Fn(&str, &str) -> bool,
 ) -> Result<Vec<String>, Error> {
     let mut deleted = Vec::new();
     for ar in cluster_kinds() {
         let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
-        let list = api
-            .list_metadata(
-                &ListParams::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}")),
-            )
-            .await
-            .map_err(|source| Error::Read {
-                what: format!("{} list", ar.kind),
-                source,
-            })?;
-        for obj in list.items {
-            let labels = obj.metadata.labels.clone().unwrap_or_default();
+        let objs = apply::child_metas(
+            cache,
+            &api,
+            &ar,
+            None,
+            &[("app.kubernetes.io/managed-by", MANAGER)],
+        )
+        .await?;
+        for meta in objs {
+            let labels = meta.labels.clone().unwrap_or_default();
             let (Some(ns), Some(stack), Some(name)) = (
                 labels.get(crate::render::dozzle::NAMESPACE_LABEL),
                 labels.get(STACK_LABEL),
-                obj.metadata.name.as_deref(),
+                meta.name.as_deref(),
             ) else {
                 continue;
             };
-            if watched.is_some_and(|w| w != ns) || exists(ns, stack) {
+            let exists = cache
+                .stacks
+                .get(&kube::runtime::reflector::ObjectRef::new(stack).within(ns))
+                .is_some();
+            if watched.is_some_and(|w| w != ns) || exists || meta.deletion_timestamp.is_some() {
                 continue;
             }
             match api
@@ -702,7 +675,7 @@ pub async fn sweep_cluster_children(
 
 /// Cluster-scoped kinds a stack may create: bindings of the fixed node
 /// reader role (Dozzle reads nodes). The operator never writes ClusterRoles.
-fn cluster_kinds() -> Vec<ApiResource> {
+pub fn cluster_kinds() -> Vec<ApiResource> {
     vec![ApiResource::erase::<ClusterRoleBinding>(&())]
 }
 
@@ -1016,8 +989,15 @@ async fn edge_condition(
         parts.push(("cloudflared", d.is_some_and(|d| deployment_ready(d))));
     }
     if crate::render::fail2ban::enabled(spec) && managed {
-        let daemonsets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &parent.namespace);
-        let ds = get_opt(&daemonsets, &crate::render::fail2ban::name(parent)).await?;
+        let name = crate::render::fail2ban::name(parent);
+        let ds = match ctx.cache.typed_child::<DaemonSet>(&parent.namespace, &name) {
+            Some(ds) => ds,
+            None => {
+                let daemonsets: Api<DaemonSet> =
+                    Api::namespaced(ctx.client.clone(), &parent.namespace);
+                get_opt(&daemonsets, &name).await?
+            }
+        };
         parts.push(("fail2ban", ds.as_ref().is_some_and(daemonset_ready)));
     }
     let waiting: Vec<&str> = parts.iter().filter(|p| !p.1).map(|p| p.0).collect();

@@ -12,19 +12,20 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::mediastack::publish;
 use super::status;
 use super::{Context, Error};
-use crate::api::{MediaStack, VpnGateway, VpnGatewayStatus};
+use crate::api::{VpnGateway, VpnGatewayStatus};
 use crate::render::vpn;
 
 /// Reconciles one VpnGateway.
 pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_timer("VpnGateway");
+    ctx.cache.wait_ready().await;
     let ns = gw.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let name = gw.name_any();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -40,16 +41,9 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
     let verdict = vpn::validate(&gw, secret.as_ref())
         .and_then(|()| vpn::check_cluster_subnets(&gw, secret.as_ref(), &cluster));
 
-    let stacks: Api<MediaStack> = Api::namespaced(ctx.client.clone(), &ns);
-    let list = stacks
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::Read {
-            what: "MediaStack list".into(),
-            source,
-        })?;
-    let mut consumers: Vec<String> = list
-        .items
+    let mut consumers: Vec<String> = ctx
+        .cache
+        .stacks_in(&ns)
         .iter()
         .flat_map(|s| {
             let stack = s.name_any();
@@ -97,8 +91,10 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
         ),
     });
 
-    if let Some(store) = &ctx.consumer_pods {
-        let pods: Vec<Arc<Pod>> = store
+    {
+        let pods: Vec<Arc<Pod>> = ctx
+            .cache
+            .consumer_pods
             .state()
             .into_iter()
             .filter(|p| {

@@ -1,4 +1,10 @@
-//! Prometheus metrics of the operator itself.
+//! Prometheus metrics of the operator itself: reconciles (runs, failures,
+//! duration, in flight) and the API requests it sends ([`requests`]).
+//!
+//! Outside `runtime` so `reconcile` can count without depending on the
+//! controller wiring.
+
+pub mod requests;
 
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -6,6 +12,7 @@ use std::time::Instant;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -20,12 +27,28 @@ pub struct FailureLabels {
     pub category: String,
 }
 
-/// Reconcile counts, failures by category, durations and API writes.
+/// Labels of one API request: see [`requests::classify`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub verb: String,
+    /// API group; `core` for the legacy `/api/v1` group.
+    pub group: String,
+    /// Resource (plural), with `/subresource` (`mediastacks/status`);
+    /// empty for discovery and other non-resource paths.
+    pub resource: String,
+    /// `2xx`, `3xx`, `4xx`, `5xx`, or `error` when no response came back.
+    pub code: String,
+}
+
+/// Reconcile counts, failures by category, durations, reconciles in
+/// flight, API requests and writes.
 pub struct Metrics {
     pub registry: Registry,
     reconciles: Family<ControllerLabel, Counter>,
     failures: Family<FailureLabels, Counter>,
     duration: Family<ControllerLabel, Histogram>,
+    in_flight: Family<ControllerLabel, Gauge>,
+    requests: Family<RequestLabels, Counter>,
     writes: Counter<u64, AtomicU64>,
 }
 
@@ -37,6 +60,8 @@ impl Default for Metrics {
         let duration = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.005, 2.0, 12))
         });
+        let in_flight = Family::<ControllerLabel, Gauge>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
         let writes = Counter::default();
         registry.register("reconcile_runs", "Reconciles started", reconciles.clone());
         registry.register(
@@ -50,6 +75,16 @@ impl Default for Metrics {
             duration.clone(),
         );
         registry.register(
+            "reconciles_in_flight",
+            "Reconciles running now (kube's controller queue itself is not observable)",
+            in_flight.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Requests sent to the API server, by verb, resource and response code class",
+            requests.clone(),
+        );
+        registry.register(
             "api_writes",
             "Write requests sent to the API server",
             writes.clone(),
@@ -59,6 +94,8 @@ impl Default for Metrics {
             reconciles,
             failures,
             duration,
+            in_flight,
+            requests,
             writes,
         }
     }
@@ -71,6 +108,7 @@ impl Metrics {
             controller: controller.into(),
         };
         self.reconciles.get_or_create(&label).inc();
+        self.in_flight.get_or_create(&label).inc();
         ReconcileTimer {
             metrics: self,
             label,
@@ -85,6 +123,11 @@ impl Metrics {
                 category: category.into(),
             })
             .inc();
+    }
+
+    /// Counts one API request (see [`requests::CountLayer`]).
+    pub fn request(&self, labels: &RequestLabels) {
+        self.requests.get_or_create(labels).inc();
     }
 
     pub fn writes(&self, n: usize) {
@@ -106,7 +149,7 @@ impl Metrics {
     }
 }
 
-/// Observes the reconcile duration on drop.
+/// Observes the reconcile duration and ends the in-flight count on drop.
 pub struct ReconcileTimer<'a> {
     metrics: &'a Metrics,
     label: ControllerLabel,
@@ -119,5 +162,39 @@ impl Drop for ReconcileTimer<'_> {
             .duration
             .get_or_create(&self.label)
             .observe(self.start.elapsed().as_secs_f64());
+        self.metrics.in_flight.get_or_create(&self.label).dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconcile_is_in_flight_until_its_timer_drops() {
+        let m = Metrics::default();
+        let gauge = |m: &Metrics| {
+            m.encode()
+                .lines()
+                .find(|l| l.starts_with("mediastack_operator_reconciles_in_flight{"))
+                .and_then(|l| l.rsplit(' ').next().map(str::to_string))
+        };
+        let timer = m.reconcile_timer("MediaStack");
+        let second = m.reconcile_timer("MediaStack");
+        assert_eq!(gauge(&m).as_deref(), Some("2"));
+        drop(second);
+        drop(timer);
+        assert_eq!(gauge(&m).as_deref(), Some("0"));
+        let text = m.encode();
+        assert!(
+            text.contains("mediastack_operator_reconcile_runs_total{controller=\"MediaStack\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "mediastack_operator_reconcile_duration_seconds_count{controller=\"MediaStack\"} 2"
+            ),
+            "{text}"
+        );
     }
 }
