@@ -6,6 +6,7 @@ mod fake;
 mod flows;
 mod plans;
 mod qbit_flow;
+mod runner;
 
 use std::time::Duration;
 
