@@ -33,6 +33,8 @@ pub mod secrets;
 #[cfg(test)]
 pub mod contract;
 #[cfg(test)]
+pub mod testing;
+#[cfg(test)]
 mod tests;
 
 pub use client::{ApiKey, ApiRequest, ApiResponse, ArrClient, Body, ClientConfig, WiringError};

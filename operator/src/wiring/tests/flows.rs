@@ -3,62 +3,18 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::fake::{Fake, Fault, Running, jellyseerr_special};
+use super::fake::{Fake, Fault, jellyseerr_special};
 use super::{
-    JELLYSEERR_KEY, PROWLARR_KEY, RADARR_KEY, SONARR_KEY, client, jellyseerr, prowlarr, qbit,
-    radarr, sonarr,
+    JELLYSEERR_KEY, PROWLARR_KEY, RADARR_KEY, SONARR_KEY, arr_fake, assert_clean, client,
+    jellyseerr, prowlarr, qbit,
 };
 use crate::wiring::arr::Arr;
 use crate::wiring::flow::{self, JellyseerrArr};
 use crate::wiring::jellyseerr::JellyfinWant;
 use crate::wiring::prowlarr::ArrTarget;
 use crate::wiring::{ApiKey, ApiRequest, App, ArrClient, Endpoint, LinkState};
-
-fn users_client() -> Value {
-    json!({"name": "my-qbit", "implementation": "QBittorrent", "configContract": "QBittorrentSettings",
-           "protocol": "torrent", "enable": true, "priority": 2,
-           "fields": [{"name": "host", "value": "192.168.1.10"}, {"name": "password", "value": "theirs"}]})
-}
-
-async fn arr_fake(which: Arr) -> Running {
-    let (contract, key) = match which {
-        Arr::Sonarr => (sonarr(), SONARR_KEY),
-        Arr::Radarr => (radarr(), RADARR_KEY),
-    };
-    Fake::new(contract, key)
-        .seed("/api/v3/downloadclient", vec![users_client()])
-        .seed(
-            "/api/v3/rootfolder",
-            vec![json!({"path": "/mnt/old/", "accessible": true})],
-        )
-        .seed(
-            "/api/v3/qualityprofile",
-            vec![
-                json!({"id": 4, "name": "HD-1080p"}),
-                json!({"id": 1, "name": "Any"}),
-            ],
-        )
-        .start()
-        .await
-}
-
-fn assert_clean(f: &Running) {
-    let st = f.state();
-    assert!(
-        st.rejected.is_empty(),
-        "{}: contract rejected {:?}",
-        f.fake.contract.name,
-        st.rejected
-    );
-    assert!(
-        st.off_contract.is_empty(),
-        "{}: fake answered off-contract {:?}",
-        f.fake.contract.name,
-        st.off_contract
-    );
-}
 
 #[tokio::test]
 async fn sonarr_and_radarr_get_download_client_and_root_folder_and_a_second_pass_writes_nothing() {
