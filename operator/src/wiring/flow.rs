@@ -27,16 +27,19 @@ async fn send_all(client: &ArrClient, writes: &[ApiRequest]) -> Result<usize, Wi
     Ok(writes.len())
 }
 
+/// The message of a Connected link says what is set, the same whether this
+/// pass wrote it or found it set: `status.links[]` describes the link, so a
+/// pass that changes nothing leaves the status as it is (no status write).
+/// How many writes a pass sent is logged, and counted in [`LinkOutcome`].
 fn outcome(from: App, to: App, done: Result<usize, WiringError>, what: &str) -> LinkOutcome {
     match done {
-        Ok(0) => LinkOutcome {
-            result: LinkResult::connected(from, to, format!("{what}: already set")),
-            writes: 0,
-        },
-        Ok(n) => LinkOutcome {
-            result: LinkResult::connected(from, to, format!("{what}: set ({n} writes)")),
-            writes: n,
-        },
+        Ok(n) => {
+            tracing::debug!(%from, %to, writes = n, "{what}");
+            LinkOutcome {
+                result: LinkResult::connected(from, to, format!("{what}: set")),
+                writes: n,
+            }
+        }
         Err(e) => LinkOutcome {
             result: LinkResult::failed(from, to, format!("{what}: {e}")),
             writes: 0,
