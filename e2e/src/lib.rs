@@ -377,6 +377,20 @@ impl Drop for Operator {
 /// credentials.
 pub const OPERATOR_AS: &str = "MEDIASTACK_OPERATOR_AS";
 
+/// A client with the operator's identity: `$MEDIASTACK_OPERATOR_AS` (the
+/// chart's RBAC) when set, else the tests' own, for code of the operator the
+/// tests run in-process (e.g. the wiring task).
+pub async fn operator_client() -> Client {
+    let Some(path) = operator_kubeconfig() else {
+        return client().await;
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("operator kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("operator kubeconfig is usable");
+    Client::try_from(config).expect("operator client")
+}
+
 /// A copy of `KUBECONFIG` whose users impersonate `$MEDIASTACK_OPERATOR_AS`
 /// (and its ServiceAccount groups), so a missing RBAC rule in the chart fails
 /// the tests that need it.

@@ -1,4 +1,4 @@
-//! Contract checker (tests only): does a request match an app's published
+//! Contract checker (tests, and the `testing` feature): does a request match an app's published
 //! OpenAPI document? Path (templates like `/api/v3/downloadclient/{id}`),
 //! method, path and query parameters, and the JSON body against the
 //! operation's schema; answers can be checked against the response schema.

@@ -17,9 +17,11 @@
 //!   (`********`) count as equal;
 //! - it never puts an API key or password in a message, log or error.
 //!
-//! Not built yet (see docs/wiring.md): the runtime task beside the reconcile,
-//! the API toggles, `status.links`, the `Wired` condition, events,
-//! NetworkPolicies, Jellyfin's wizard, Bazarr and the dashboard widgets.
+//! [`runner`] is the task beside the reconcile that runs the links of
+//! `spec.wiring` and writes `status.links` and the `Wired` condition. Not
+//! built yet (see docs/wiring.md): running Jellyseerr's flow from the task,
+//! NetworkPolicies admitting the operator's calls, Jellyfin's wizard, Bazarr
+//! and the dashboard widgets.
 
 pub mod arr;
 pub mod client;
@@ -30,9 +32,9 @@ pub mod qbittorrent;
 pub mod runner;
 pub mod secrets;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub mod contract;
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
