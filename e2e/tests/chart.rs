@@ -241,6 +241,70 @@ fn chart_name_overrides() {
     template_fails(&["--set", "fullnameOverride=Media_Op"]);
 }
 
+/// The chart tells the operator where its own pods run, for the
+/// NetworkPolicies in front of the apps its wiring calls
+/// (`--operator-namespace`, `--operator-pod-labels`): the release namespace
+/// and labels that select exactly the Deployment's pods, whatever the names;
+/// and the operator binary accepts those arguments.
+#[test]
+fn chart_tells_the_operator_its_own_pods() {
+    for extra in [&[][..], &["--set", "nameOverride=msop"][..]] {
+        let docs = documents(&template("rel", "media-ops", extra));
+        let d = of_kind(&docs, "Deployment")[0].clone();
+        let args: Vec<String> = d["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_sequence()
+            .expect("args")
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        let arg = |name: &str| {
+            args.iter()
+                .find_map(|a| a.strip_prefix(name).map(str::to_string))
+                .unwrap_or_else(|| panic!("{name} in {args:?}"))
+        };
+        assert_eq!(arg("--operator-namespace="), "media-ops");
+        let labels: std::collections::BTreeMap<String, String> = arg("--operator-pod-labels=")
+            .split(',')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').expect("key=value");
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        let selector: std::collections::BTreeMap<String, String> =
+            serde_yaml::from_value(d["spec"]["selector"]["matchLabels"].clone()).expect("selector");
+        assert_eq!(labels, selector, "the Deployment's own selector");
+        let pod: std::collections::BTreeMap<String, String> =
+            serde_yaml::from_value(d["spec"]["template"]["metadata"]["labels"].clone())
+                .expect("pod labels");
+        assert!(labels.iter().all(|(k, v)| pod.get(k) == Some(v)), "{pod:?}");
+
+        // The binary parses them (it then fails only for want of a cluster).
+        let bin = std::env::var("MEDIASTACK_OPERATOR_BIN").unwrap_or_else(|_| {
+            repo_root()
+                .join("target/debug/mediastack-operator")
+                .display()
+                .to_string()
+        });
+        let ours: Vec<&String> = args
+            .iter()
+            .filter(|a| a.starts_with("--operator-") || a.as_str() == "run")
+            .collect();
+        let out = std::process::Command::new(&bin)
+            .args(&ours)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .output()
+            .unwrap_or_else(|e| panic!("{bin}: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(2), "a usage error: {stderr}");
+        assert!(
+            !stderr.contains("--operator-pod-labels") && !stderr.contains("--operator-namespace"),
+            "{stderr}"
+        );
+    }
+}
+
 #[test]
 fn chart_security_context_is_restricted_by_default_and_configurable() {
     let docs = documents(&template("r", "ns", &[]));

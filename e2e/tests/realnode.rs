@@ -334,7 +334,7 @@ async fn the_rendered_vpn_policy_lets_only_the_tunnel_transport_out() {
     };
     let app = mediastack_operator::catalog::app("qbittorrent").expect("catalog");
     let cluster = CLUSTER.map(String::from);
-    let child = vpn::network_policy(&parent, app, &resolution, &cluster).expect("render");
+    let child = vpn::network_policy(&parent, app, &resolution, &cluster, None).expect("render");
     let mut policy = serde_json::to_value(&child.object).expect("json");
     // Stand-alone in the test namespace: no owner (it does not exist here).
     policy["metadata"]

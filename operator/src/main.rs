@@ -75,6 +75,14 @@ struct RunArgs {
         default_value = "mediastack-operator-node-reader"
     )]
     node_reader_role: String,
+    /// The namespace the operator's pods run in (the chart sets it): the
+    /// NetworkPolicies in front of the apps the wiring calls admit them.
+    #[arg(long, env = "MEDIASTACK_OPERATOR_NAMESPACE")]
+    operator_namespace: Option<String>,
+    /// Labels of the operator's pods (comma-separated key=value), with
+    /// --operator-namespace; without, every pod of that namespace is admitted.
+    #[arg(long, env = "MEDIASTACK_OPERATOR_POD_LABELS", value_delimiter = ',')]
+    operator_pod_labels: Vec<String>,
     #[command(flatten)]
     policy: PolicyArgs,
 }
@@ -230,6 +238,13 @@ fn run(args: RunArgs) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let operator = match operator_peer(args.operator_namespace.clone(), &args.operator_pod_labels) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let settings = Settings {
         listen: args
             .listen
@@ -240,6 +255,7 @@ fn run(args: RunArgs) -> std::process::ExitCode {
         resync: std::time::Duration::from_secs(args.resync_seconds),
         policy: args.policy.policy(),
         node_reader_role: args.node_reader_role.clone(),
+        operator,
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -257,5 +273,66 @@ fn run(args: RunArgs) -> std::process::ExitCode {
             tracing::error!("{e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `--operator-namespace` and `--operator-pod-labels` as a NetworkPolicy peer.
+fn operator_peer(
+    namespace: Option<String>,
+    labels: &[String],
+) -> Result<Option<mediastack_operator::render::OperatorPeer>, String> {
+    let pod_labels = labels
+        .iter()
+        .filter(|l| !l.is_empty())
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!(
+                "--operator-pod-labels takes key=value pairs, not {l:?}"
+            )),
+        })
+        .collect::<Result<std::collections::BTreeMap<_, _>, _>>()?;
+    match namespace.filter(|n| !n.is_empty()) {
+        Some(namespace) => Ok(Some(mediastack_operator::render::OperatorPeer {
+            namespace,
+            pod_labels,
+        })),
+        None if pod_labels.is_empty() => Ok(None),
+        None => Err("--operator-pod-labels needs --operator-namespace".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::operator_peer;
+
+    #[test]
+    fn operator_peer_takes_a_namespace_and_key_value_labels() {
+        let labels = [
+            "app.kubernetes.io/name=mediastack-operator".to_string(),
+            "app.kubernetes.io/instance=r".into(),
+        ];
+        let peer = operator_peer(Some("ops".into()), &labels)
+            .expect("valid")
+            .expect("peer");
+        assert_eq!(peer.namespace, "ops");
+        assert_eq!(
+            peer.pod_labels.into_iter().collect::<Vec<_>>(),
+            [
+                ("app.kubernetes.io/instance".to_string(), "r".to_string()),
+                (
+                    "app.kubernetes.io/name".into(),
+                    "mediastack-operator".into()
+                ),
+            ]
+        );
+        assert_eq!(operator_peer(None, &[]), Ok(None));
+        assert_eq!(operator_peer(Some(String::new()), &[]), Ok(None));
+        let all = operator_peer(Some("ops".into()), &[])
+            .expect("valid")
+            .expect("peer");
+        assert!(all.pod_labels.is_empty());
+        assert!(operator_peer(Some("ops".into()), &["no-equals".into()]).is_err());
+        assert!(operator_peer(Some("ops".into()), &["=v".into()]).is_err());
+        assert!(operator_peer(None, &labels).is_err());
     }
 }

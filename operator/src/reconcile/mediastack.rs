@@ -540,6 +540,7 @@ async fn gather_inputs(
         monitoring_crds: crd_exists(ctx, SERVICE_MONITOR_CRD).await?,
         tunnel_token_ready,
         ready_apps,
+        operator: ctx.operator.clone(),
     })
 }
 

@@ -37,6 +37,9 @@ pub struct Context {
     pub node_reader_role: String,
     /// The watch caches every reconcile reads (see [`cache`]).
     pub cache: Arc<cache::Cache>,
+    /// The operator's own pods, for the NetworkPolicies in front of the apps
+    /// its wiring calls (`--operator-namespace`, `--operator-pod-labels`).
+    pub operator: Option<crate::render::OperatorPeer>,
 }
 
 impl Context {
@@ -59,6 +62,7 @@ impl Context {
             policy: crate::policy::Policy::default(),
             node_reader_role: crate::render::stack::DEFAULT_NODE_READER_ROLE.into(),
             cache,
+            operator: None,
         }
     }
 }

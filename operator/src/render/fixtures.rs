@@ -77,5 +77,6 @@ pub fn inputs() -> Inputs {
         monitoring_crds: true,
         tunnel_token_ready: false,
         ready_apps: vec!["jellyfin".into()],
+        operator: None,
     }
 }

@@ -154,6 +154,18 @@ pub struct Inputs {
     /// Names of apps whose Deployment currently has all replicas ready
     /// (drives dependency order: Jellyseerr waits for Jellyfin).
     pub ready_apps: Vec<String>,
+    /// Where the operator's own pods run, so that the NetworkPolicy in front
+    /// of an app the wiring calls admits them. `None` when not known (the
+    /// operator runs outside the cluster, or without `--operator-namespace`).
+    pub operator: Option<OperatorPeer>,
+}
+
+/// The operator's pods, as a NetworkPolicy peer: pods with `pod_labels`
+/// (all pods when empty) in namespace `namespace`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OperatorPeer {
+    pub namespace: String,
+    pub pod_labels: BTreeMap<String, String>,
 }
 
 /// A Secret with random values that the reconciler creates once, if absent,

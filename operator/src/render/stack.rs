@@ -59,11 +59,17 @@ pub fn render(
                 &inputs.cluster_subnets,
                 spec.monitoring.enabled,
             )?;
+            // Admit the operator only when a wanted link calls this app.
+            let operator = inputs
+                .operator
+                .as_ref()
+                .filter(|_| crate::wiring::runner::calls_app(spec, app.name));
             out.children.push(super::vpn::network_policy(
                 parent,
                 app,
                 &resolution,
                 &inputs.cluster_subnets,
+                operator,
             )?);
             out.generated_secrets
                 .push(super::vpn::control_secret(parent, app));
@@ -252,6 +258,63 @@ mod tests {
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The `from` peers of qBittorrent's VPN policy's web UI rule.
+    fn qbittorrent_web_peers(r: &Rendered) -> Vec<serde_json::Value> {
+        let p = r
+            .children
+            .iter()
+            .find(|c| c.key() == "NetworkPolicy/home-qbittorrent-vpn")
+            .expect("qBittorrent's VPN policy");
+        p.object.data["spec"]["ingress"][0]["from"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn qbittorrents_policy_admits_the_operator_only_while_a_link_calls_it() {
+        let operator = crate::render::OperatorPeer {
+            namespace: "mediastack-system".into(),
+            pod_labels: [(
+                "app.kubernetes.io/name".to_string(),
+                "mediastack-operator".to_string(),
+            )]
+            .into(),
+        };
+        let with_operator = Inputs {
+            operator: Some(operator),
+            ..inputs()
+        };
+        let operator_peer = serde_json::json!({
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mediastack-system"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "mediastack-operator"}},
+        });
+        let s = stack();
+        let peers = qbittorrent_web_peers(&render(&s, &parent(), &with_operator).expect("render"));
+        assert_eq!(peers.last(), Some(&operator_peer), "{peers:?}");
+        let plain = qbittorrent_web_peers(&render(&s, &parent(), &inputs()).expect("render"));
+        assert_eq!(peers[..peers.len() - 1], plain[..]);
+        assert!(!plain.contains(&operator_peer));
+
+        // Only qBittorrent's own link calls qBittorrent (the download
+        // clients are set in Sonarr and Radarr): with it off, or all wiring
+        // off, the operator is not admitted.
+        for off in [
+            |s: &mut MediaStack| s.spec.wiring.qbittorrent_categories = false,
+            |s: &mut MediaStack| s.spec.wiring.enabled = false,
+        ] {
+            let mut s = stack();
+            off(&mut s);
+            let peers =
+                qbittorrent_web_peers(&render(&s, &parent(), &with_operator).expect("render"));
+            assert_eq!(peers, plain);
+        }
+        let mut s = stack();
+        s.spec.wiring.download_clients = false;
+        let peers = qbittorrent_web_peers(&render(&s, &parent(), &with_operator).expect("render"));
+        assert_eq!(peers.last(), Some(&operator_peer));
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct Settings {
     pub policy: crate::policy::Policy,
     /// The chart's fixed node-reader ClusterRole.
     pub node_reader_role: String,
+    /// The operator's own pods (namespace and labels), admitted by the
+    /// NetworkPolicies in front of the apps its wiring calls; `None` leaves
+    /// those policies as they are.
+    pub operator: Option<crate::render::OperatorPeer>,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +118,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ctx.resync = settings.resync;
     ctx.policy = settings.policy.clone();
     ctx.node_reader_role = settings.node_reader_role.clone();
+    ctx.operator = settings.operator.clone();
     info!(policy = ?ctx.policy, "admin policy");
     let ctx = Arc::new(ctx);
 

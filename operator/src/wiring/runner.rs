@@ -94,6 +94,14 @@ impl Link {
             Link::QbittorrentCategories => Vec::new(),
         }
     }
+    /// The app whose API the operator calls for this link.
+    pub fn called(self) -> App {
+        match self {
+            Link::DownloadClient(a) | Link::RootFolder(a) => a.app(),
+            Link::ProwlarrApplication(_) => App::Prowlarr,
+            Link::QbittorrentCategories => App::Qbittorrent,
+        }
+    }
     /// Whether it needs qBittorrent's WebUI login.
     fn needs_qbittorrent_login(self) -> bool {
         matches!(self, Link::DownloadClient(_) | Link::QbittorrentCategories)
@@ -140,6 +148,14 @@ pub fn needs_api_key(spec: &MediaStackSpec, app: &str) -> bool {
     wanted_links(spec)
         .iter()
         .any(|l| l.keys().iter().any(|k| k.as_str() == app))
+}
+
+/// Whether a wanted link has the operator call `app`'s API (so a
+/// NetworkPolicy in front of `app` must admit the operator).
+pub fn calls_app(spec: &MediaStackSpec, app: &str) -> bool {
+    wanted_links(spec)
+        .iter()
+        .any(|l| l.called().as_str() == app)
 }
 
 /// Where the operator reaches a stack's apps, and how they name each other.

@@ -326,8 +326,9 @@ pub fn ensure_sidecar(app: &App, deployment: &Deployment) -> Result<(), RenderEr
 ///   private ranges cut out); no IPv6 unless configured (an IPv6 endpoint
 ///   or allowed subnet); DNS to kube-dns (UDP/TCP 53); the allowed subnets;
 /// - ingress: the input ports (`spec.inputPorts`, else the web UI port) from
-///   pods of the namespace and the allowed subnets; the exporter port from
-///   any namespace;
+///   pods of the namespace, the allowed subnets and, when `operator` is
+///   given, the operator's pods (its wiring calls the app's API); the
+///   exporter port from any namespace;
 /// - fail closed: no rule at all, so nothing in or out.
 ///
 /// NetworkPolicies add up: another policy can let more in (e.g. a Traefik
@@ -337,9 +338,10 @@ pub fn network_policy(
     app: &App,
     vpn: &VpnResolution,
     cluster_subnets: &[String],
+    operator: Option<&crate::render::OperatorPeer>,
 ) -> Result<Child, RenderError> {
     let plan = Plan::new(vpn, cluster_subnets);
-    Child::typed(&policy::build(parent, app, &plan))
+    Child::typed(&policy::build(parent, app, &plan, operator))
 }
 
 /// The control-server credentials of the consumer's gluetun: created once by

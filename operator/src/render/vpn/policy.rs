@@ -18,6 +18,7 @@ use super::validate::custom_endpoint;
 use crate::api::VpnGateway;
 use crate::api::vpngateway::{Provider, VpnType};
 use crate::catalog::App;
+use crate::render::OperatorPeer;
 use crate::render::meta::Parent;
 
 /// Name suffix of the policy: `<stack>-<app>-vpn`.
@@ -85,10 +86,15 @@ const PRIVATE: [&str; 5] = [
     "192.168.0.0/16",
 ];
 
-pub(super) fn build(parent: &Parent, app: &App, plan: &Plan<'_>) -> NetworkPolicy {
+pub(super) fn build(
+    parent: &Parent,
+    app: &App,
+    plan: &Plan<'_>,
+    operator: Option<&OperatorPeer>,
+) -> NetworkPolicy {
     let name = parent.child_name(&format!("{}-{SUFFIX}", app.name));
     let (egress, ingress) = match (plan.gateway, plan.is_open()) {
-        (Some(gw), true) => (egress(gw, plan), ingress(app, plan)),
+        (Some(gw), true) => (egress(gw, plan), ingress(app, plan, operator)),
         // Fail closed: nothing in, nothing out.
         _ => (Vec::new(), Vec::new()),
     };
@@ -180,7 +186,11 @@ fn transport(gw: &VpnGateway, plan: &Plan<'_>) -> Option<NetworkPolicyEgressRule
 /// namespace (Prometheus usually runs elsewhere). The health port is not
 /// opened: the kubelet probes from the node, which NetworkPolicies do not
 /// filter.
-fn ingress(app: &App, plan: &Plan<'_>) -> Vec<NetworkPolicyIngressRule> {
+fn ingress(
+    app: &App,
+    plan: &Plan<'_>,
+    operator: Option<&OperatorPeer>,
+) -> Vec<NetworkPolicyIngressRule> {
     let ports = policy_ports(plan, app);
     let metrics = exporter_port(app).filter(|p| ports.contains(p));
     let web: Vec<u16> = ports
@@ -195,6 +205,18 @@ fn ingress(app: &App, plan: &Plan<'_>) -> Vec<NetworkPolicyIngressRule> {
             ..Default::default()
         }];
         from.extend(ip_blocks(&plan.allowed));
+        // The operator's wiring calls the app's web API from its own
+        // namespace (fail closed still admits nothing: no rule at all).
+        if let Some(op) = operator {
+            from.push(NetworkPolicyPeer {
+                namespace_selector: Some(labels("kubernetes.io/metadata.name", &op.namespace)),
+                pod_selector: Some(LabelSelector {
+                    match_labels: (!op.pod_labels.is_empty()).then(|| op.pod_labels.clone()),
+                    match_expressions: None,
+                }),
+                ..Default::default()
+            });
+        }
         rules.push(NetworkPolicyIngressRule {
             from: Some(from),
             ports: Some(web.iter().map(|p| port("TCP", Some(*p))).collect()),

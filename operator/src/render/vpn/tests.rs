@@ -179,7 +179,7 @@ fn list(s: Option<String>) -> Vec<String> {
 }
 
 fn policy(res: &VpnResolution, cluster: &[String]) -> NetworkPolicy {
-    let child = network_policy(&parent(), qbittorrent(), res, cluster).expect("policy");
+    let child = network_policy(&parent(), qbittorrent(), res, cluster, None).expect("policy");
     serde_json::from_value(serde_json::to_value(&child.object).expect("json")).expect("policy")
 }
 
@@ -234,13 +234,15 @@ fn golden_fail_closed_placeholder_without_gateway() {
 
 #[test]
 fn golden_network_policies() {
-    let ready = network_policy(&parent(), qbittorrent(), &ready(), &cluster()).expect("policy");
+    let ready =
+        network_policy(&parent(), qbittorrent(), &ready(), &cluster(), None).expect("policy");
     snapshot("ready_networkpolicy", ready.to_yaml());
     let closed = network_policy(
         &parent(),
         qbittorrent(),
         &unavailable(Some(gateway()), reason::SECRET_NOT_FOUND),
         &cluster(),
+        None,
     )
     .expect("policy");
     snapshot("fail_closed_networkpolicy", closed.to_yaml());
@@ -1032,7 +1034,8 @@ fn inject_is_idempotent() {
 fn rendering_is_deterministic() {
     let render = || {
         let d = injected(&ready(), &cluster());
-        let p = network_policy(&parent(), qbittorrent(), &ready(), &cluster()).expect("policy");
+        let p =
+            network_policy(&parent(), qbittorrent(), &ready(), &cluster(), None).expect("policy");
         (yaml(&d), p.to_yaml())
     };
     assert_eq!(render(), render());
@@ -1867,4 +1870,95 @@ fn the_config_step_takes_the_webui_login_from_its_secret() {
         std::fs::remove_dir_all(&dir).ok();
         assert!(!status.success(), "{shell:?}");
     }
+}
+
+fn operator_peer() -> crate::render::OperatorPeer {
+    crate::render::OperatorPeer {
+        namespace: "mediastack-system".into(),
+        pod_labels: [
+            ("app.kubernetes.io/name", "mediastack-operator"),
+            ("app.kubernetes.io/instance", "mediastack-operator"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    }
+}
+
+fn as_policy(child: crate::render::Child) -> NetworkPolicy {
+    serde_json::from_value(serde_json::to_value(&child.object).expect("json")).expect("policy")
+}
+
+#[test]
+fn network_policy_admits_the_operators_pods_to_the_web_ui_port_only() {
+    let op = operator_peer();
+    let with = as_policy(
+        network_policy(&parent(), qbittorrent(), &ready(), &cluster(), Some(&op)).expect("policy"),
+    );
+    let without = policy(&ready(), &cluster());
+    let ingress = with.spec.clone().and_then(|s| s.ingress).expect("ingress");
+    let before = without
+        .spec
+        .clone()
+        .and_then(|s| s.ingress)
+        .expect("ingress");
+    assert_eq!(ingress.len(), before.len(), "no rule added, one peer added");
+
+    // The web UI rule: the namespace's pods, the allowed subnets, and now
+    // the operator's pods in its own namespace.
+    let web = &ingress[0];
+    assert_eq!(
+        web.ports.as_ref().expect("ports")[0].port,
+        Some(IntOrString::Int(8080))
+    );
+    let from = web.from.as_ref().expect("from");
+    let old_from = before[0].from.as_ref().expect("from");
+    assert_eq!(
+        &from[..old_from.len()],
+        &old_from[..],
+        "the others unchanged"
+    );
+    assert_eq!(from.len(), old_from.len() + 1);
+    let peer = from.last().expect("peer");
+    assert_eq!(
+        peer.namespace_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone()),
+        Some(
+            [(
+                "kubernetes.io/metadata.name".to_string(),
+                "mediastack-system".to_string()
+            )]
+            .into()
+        )
+    );
+    assert_eq!(
+        peer.pod_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone()),
+        Some(op.pod_labels.clone())
+    );
+    assert!(peer.ip_block.is_none());
+    // The exporter rule is as before (open to every namespace anyway).
+    assert_eq!(ingress[1], before[1]);
+    // Egress is untouched.
+    assert_eq!(
+        with.spec.and_then(|s| s.egress),
+        without.spec.and_then(|s| s.egress)
+    );
+
+    // Fail closed admits nothing, operator or not.
+    let closed = as_policy(
+        network_policy(
+            &parent(),
+            qbittorrent(),
+            &unavailable(Some(gateway()), reason::SECRET_NOT_FOUND),
+            &cluster(),
+            Some(&op),
+        )
+        .expect("policy"),
+    );
+    let spec = closed.spec.expect("spec");
+    assert_eq!(spec.ingress, Some(Vec::new()));
+    assert_eq!(spec.egress, Some(Vec::new()));
 }
