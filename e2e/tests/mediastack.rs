@@ -189,6 +189,21 @@ async fn drift_is_repaired() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_settled_stack_resyncs_without_writes() {
     let (ns, op, _) = ready_example_stack("noop").await;
+    // The wiring task has attempted every link (docs/wiring.md; here the
+    // apps are not reachable, so they fail and are retried with backoff):
+    // its first status write is done, and its retries, inside the window
+    // below, must write nothing either.
+    let stacks: Api<MediaStack> = ns.api();
+    wait_for(
+        "every wiring link attempted",
+        Duration::from_secs(180),
+        || async {
+            let s = stacks.get("home").await?;
+            Ok(condition(&s, "Wired").is_some_and(|(_, r, _)| r != "Pending"))
+        },
+    )
+    .await
+    .expect("the Wired condition past Pending");
     // Let the last status write and controller-manager updates settle.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let runs = |t: &str| {
