@@ -191,8 +191,8 @@ async fn a_settled_stack_resyncs_without_writes() {
     let (ns, op, _) = ready_example_stack("noop").await;
     // The wiring task has attempted every link (docs/wiring.md; here the
     // apps are not reachable, so they fail and are retried with backoff):
-    // its first status write is done, and its retries, inside the window
-    // below, must write nothing either.
+    // its first status write is done before the window below, and a retry
+    // that falls inside the window must write nothing either.
     let stacks: Api<MediaStack> = ns.api();
     wait_for(
         "every wiring link attempted",
