@@ -66,7 +66,15 @@ run_cluster_tests() {
       kubectl apply --server-side -f - >/dev/null
     export MEDIASTACK_OPERATOR_AS=system:serviceaccount:mediastack-system:mediastack-operator
   fi
-  # Arguments: which test targets (e.g. --test chart); default all.
+  # Arguments: which test targets (e.g. --test chart); default all but
+  # restart, which restarts the API server and runs alone (below).
+  if [ $# = 0 ]; then
+    local f name
+    for f in e2e/tests/*.rs; do
+      name=$(basename "$f" .rs)
+      [ "$name" = restart ] || set -- "$@" --test "$name"
+    done
+  fi
   cargo test -p mediastack-e2e --locked "$@" -- --test-threads="${E2E_THREADS:-4}"
 }
 
@@ -81,6 +89,9 @@ else
   step "cluster tests against the local control plane${node_flag:+ with the real node}"
   export -f run_cluster_tests
   "$repo/e2e/controlplane/cluster.sh" exec $node_flag -- bash -c run_cluster_tests
+  # It kills and restarts the API server: a control plane of its own.
+  step "API-server restart test against a local control plane of its own"
+  "$repo/e2e/controlplane/cluster.sh" exec -- bash -c 'run_cluster_tests --test restart'
   if [ "${MEDIASTACK_MIN_KUBERNETES:-1}" != 0 ]; then
     # The test files that reach what differs between Kubernetes versions:
     # the chart (CRDs, RBAC, the ValidatingAdmissionPolicy), the CRDs' CEL
@@ -94,7 +105,7 @@ else
     if [ "${MEDIASTACK_MIN_KUBERNETES:-1}" = all ]; then
       for f in "$repo"/e2e/tests/*.rs; do
         name=$(basename "$f" .rs)
-        [ "$name" = realnode ] || targets+=(--test "$name")
+        [ "$name" = realnode ] || [ "$name" = restart ] || targets+=(--test "$name")
       done
     else
       for name in chart foundation gitops hostile killswitch vpn; do targets+=(--test "$name"); done

@@ -10,6 +10,8 @@
 #   cluster.sh up     [--real-node] [STATE_DIR]   start, wait until usable, install CRDs
 #   cluster.sh down   [STATE_DIR]   stop every recorded process, remove the dir
 #   cluster.sh status [STATE_DIR]   exit 0 if up
+#   cluster.sh restart-apiserver [STATE_DIR]   kill -9 kube-apiserver, start it again
+#                                   with the same flags (etcd and clients keep running)
 #   cluster.sh exec [--real-node] [--] CMD...     up in a fresh dir, run CMD, always down;
 #                                   exits with CMD's status
 #
@@ -27,8 +29,10 @@ real_node=${MEDIASTACK_REAL_NODE:-0}
 # shellcheck source=node.sh
 source "$here/node.sh"
 NODE=kwok-node-0
-# Simulated nodes kwok-node-0..N-1 (MEDIASTACK_KWOK_NODES, default 8).
+# Simulated nodes kwok-node-0..N-1 (MEDIASTACK_KWOK_NODES, default 8), each
+# with room for MEDIASTACK_KWOK_NODE_PODS pods (default 110, the kubelet's).
 KWOK_NODES=${MEDIASTACK_KWOK_NODES:-8}
+KWOK_NODE_PODS=${MEDIASTACK_KWOK_NODE_PODS:-110}
 NODE_IP=10.0.0.1 # fake; not loopback, which Endpoints validation rejects for hostNetwork pods
 
 log() { echo "cluster: $*" >&2; }
@@ -171,8 +175,9 @@ gen_pki() {
   echo "$(cat "$p/kubelet.token"),system:node:$NODE_REAL,system:node:$NODE_REAL,\"system:nodes\"" >>"$p/tokens.csv"
   echo "$(cat "$p/kube-proxy.token"),system:kube-proxy,system:kube-proxy" >>"$p/tokens.csv"
   chmod 600 "$p"/*.key "$p/tokens.csv"
-  # Audit writes (not reads, not node/lease heartbeats) so tests can count
-  # exactly which client wrote what in their namespace.
+  # Audit every API request (reads too; not lease heartbeats, not non-resource
+  # URLs such as /readyz) so tests can count exactly which client wrote what in
+  # their namespace and the benchmark can count the operator's reads.
   cat >"$p/audit-policy.yaml" <<'EOF'
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -180,9 +185,9 @@ omitStages: [RequestReceived]
 rules:
 - level: None
   resources: [{group: coordination.k8s.io, resources: [leases]}]
-- level: Metadata
-  verbs: [create, update, patch, delete, deletecollection]
 - level: None
+  nonResourceURLs: ["*"]
+- level: Metadata
 EOF
   echo "$token"
 }
@@ -262,7 +267,7 @@ cmd_up() {
 
   t=$(now)
   local pki=$state/pki
-  start kube-apiserver "$state" --etcd-servers="http://127.0.0.1:$p_etcd" \
+  apiserver_args=(--etcd-servers="http://127.0.0.1:$p_etcd" \
     --bind-address="$api_host" --advertise-address="$api_host" --secure-port="$p_api" --cert-dir="$pki" \
     --kubelet-client-certificate="$pki/kubelet-client.crt" --kubelet-client-key="$pki/kubelet-client.key" \
     --kubelet-preferred-address-types=InternalIP \
@@ -272,7 +277,10 @@ cmd_up() {
     --service-cluster-ip-range=10.96.0.0/16 --service-account-issuer=https://kubernetes.default.svc \
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --endpoint-reconciler-type=none \
-    --audit-policy-file="$pki/audit-policy.yaml" --audit-log-path="$state/logs/audit.log" --audit-log-format=json
+    --audit-policy-file="$pki/audit-policy.yaml" --audit-log-path="$state/logs/audit.log" --audit-log-format=json)
+  # Kept for restart-apiserver (the same flags again).
+  printf '%s\0' "${apiserver_args[@]}" >"$state/kube-apiserver.args"
+  start kube-apiserver "$state" "${apiserver_args[@]}"
   wait_for "kube-apiserver /readyz" "$state" kc get --raw /readyz
   log "kube-apiserver ready $(since "$t")s (port $p_api)"
 
@@ -305,8 +313,8 @@ metadata:
   labels: {type: kwok, kubernetes.io/hostname: kwok-node-$n, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
   annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
 status:
-  capacity: {cpu: "32", memory: 64Gi, pods: "110"}
-  allocatable: {cpu: "32", memory: 64Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 64Gi, pods: "$KWOK_NODE_PODS"}
+  allocatable: {cpu: "32", memory: 64Gi, pods: "$KWOK_NODE_PODS"}
   nodeInfo: {architecture: amd64, operatingSystem: linux}
 EOF
   done
@@ -332,7 +340,7 @@ EOF
   fi
 
   # shellcheck disable=SC2016 # $PATH is expanded when env is sourced
-  printf 'export KUBECONFIG=%q\nexport PATH=%q:"$PATH"\nexport MEDIASTACK_AUDIT_LOG=%q\n' "$state/kubeconfig" "$bin" "$state/logs/audit.log" >"$state/env"
+  printf 'export KUBECONFIG=%q\nexport PATH=%q:"$PATH"\nexport MEDIASTACK_AUDIT_LOG=%q MEDIASTACK_CLUSTER_STATE=%q\n' "$state/kubeconfig" "$bin" "$state/logs/audit.log" "$state" >"$state/env"
   if [ "$real_node" = 1 ]; then
     printf 'export MEDIASTACK_REAL_NODE=1 MEDIASTACK_REAL_NODE_INDEX=%q MEDIASTACK_REAL_NODE_STATE=%q MEDIASTACK_REAL_NODE_BIN=%q\n' \
       "$node_index" "$state/node" "$("$here/build.sh" node)" >>"$state/env"
@@ -407,6 +415,33 @@ cmd_status() {
   fi
 }
 
+# restart-apiserver STATE: kill -9 the API server (as a crash would; etcd and
+# every client keep running) and start it again with the same flags.
+cmd_restart_apiserver() {
+  state=$(cd "$1" && pwd)
+  local pid args=() t
+  [ -f "$state/kube-apiserver.args" ] || die "$state has no kube-apiserver.args (started by an older cluster.sh?)"
+  bin=$("$here/build.sh") || die "build.sh failed"
+  pid=$(cat "$state/pids/kube-apiserver.pid")
+  if ours "$pid" "$state"; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"; fi
+  for _ in $(seq 50); do if ours "$pid" "$state"; then sleep 0.1; else break; fi; done
+  if ours "$pid" "$state"; then die "kube-apiserver $pid survived SIGKILL"; fi
+  mapfile -d '' args <"$state/kube-apiserver.args"
+  # The port is free once the kernel has closed the dead server's sockets.
+  local host port a
+  for a in "${args[@]}"; do
+    case $a in --bind-address=*) host=${a#*=} ;; --secure-port=*) port=${a#*=} ;; esac
+  done
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then sleep 0.1; else break; fi
+  done
+  t=$(now)
+  mv "$state/logs/kube-apiserver.log" "$state/logs/kube-apiserver.log.$(date +%s)"
+  start kube-apiserver "$state" "${args[@]}"
+  wait_for "kube-apiserver /readyz after restart" "$state" kc get --raw /readyz
+  log "kube-apiserver restarted $(since "$t")s"
+}
+
 stop_child() {
   kill -TERM "$child" 2>/dev/null || true
   for _ in $(seq 50); do if alive "$child"; then sleep 0.2; else break; fi; done
@@ -422,7 +457,8 @@ cmd_exec() {
   local child rc=0
   teardown=$(mktemp -d "$cache/clusters/exec.XXXXXX") # EXIT trap downs it whatever happens
   cmd_up "$teardown" >/dev/null
-  export KUBECONFIG=$teardown/kubeconfig PATH=$bin:$PATH MEDIASTACK_AUDIT_LOG=$teardown/logs/audit.log
+  export KUBECONFIG=$teardown/kubeconfig PATH=$bin:$PATH MEDIASTACK_AUDIT_LOG=$teardown/logs/audit.log \
+    MEDIASTACK_CLUSTER_STATE=$teardown
   if [ "$real_node" = 1 ]; then
     export MEDIASTACK_REAL_NODE=1 MEDIASTACK_REAL_NODE_INDEX=$node_index MEDIASTACK_REAL_NODE_STATE=$teardown/node \
       MEDIASTACK_REAL_NODE_BIN=$("$here/build.sh" node)
@@ -450,6 +486,7 @@ case $cmd in
     cmd_up "${1:-$cache/clusters/local}" ;;
   down) cmd_down "${1:-$cache/clusters/local}" ;;
   status) cmd_status "${1:-$cache/clusters/local}" ;;
+  restart-apiserver) cmd_restart_apiserver "${1:-$cache/clusters/local}" ;;
   exec) cmd_exec "$@" ;;
   *) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" ; exit 2 ;;
 esac

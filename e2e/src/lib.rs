@@ -455,6 +455,14 @@ pub async fn apiserver_metrics(client: &Client) -> anyhow::Result<String> {
     Ok(client.request_text(req).await?)
 }
 
+/// Whether an audit event's verb writes (the audit log also records reads).
+pub fn is_write_verb(verb: &str) -> bool {
+    matches!(
+        verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    )
+}
+
 /// Write requests (create, update, patch, delete) in namespace `ns` recorded in
 /// the local control plane's audit log by clients other than the cluster's own
 /// components (controller-manager, scheduler, kwok), as `verb resource/name`.
@@ -467,6 +475,7 @@ pub fn audited_writes(ns: &str) -> Option<Vec<String>> {
         text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|e| e["stage"] == "ResponseComplete" && e["objectRef"]["namespace"] == ns)
+            .filter(|e| is_write_verb(e["verb"].as_str().unwrap_or("")))
             .filter(|e| {
                 !components
                     .iter()
@@ -500,6 +509,7 @@ pub fn audited_writes_by(agent: &str) -> Option<Vec<(String, String)>> {
         text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|e| e["stage"] == "ResponseComplete")
+            .filter(|e| is_write_verb(e["verb"].as_str().unwrap_or("")))
             .filter(|e| e["userAgent"].as_str().unwrap_or("").contains(agent))
             .map(|e| {
                 let r = &e["objectRef"];
@@ -519,4 +529,75 @@ pub fn audited_writes_by(agent: &str) -> Option<Vec<(String, String)>> {
             })
             .collect(),
     )
+}
+
+/// One request in the local control plane's audit log.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub received: k8s_openapi::jiff::Timestamp,
+    pub verb: String,
+    /// Resource, with `/subresource` when there is one (`mediastacks/status`).
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub user_agent: String,
+    pub code: i64,
+}
+
+/// Reads the audit log (`MEDIASTACK_AUDIT_LOG`) incrementally: each
+/// [`AuditLog::read_new`] returns the requests logged since the last call.
+pub struct AuditLog {
+    path: PathBuf,
+    offset: u64,
+}
+
+impl AuditLog {
+    /// `None` when the cluster has no audit log we can read (e.g. kind).
+    pub fn open() -> Option<Self> {
+        let path = PathBuf::from(std::env::var_os("MEDIASTACK_AUDIT_LOG")?);
+        path.exists().then_some(Self { path, offset: 0 })
+    }
+
+    /// Requests logged since the previous call, each once: a watch when its
+    /// response starts (it may never complete), any other request when it
+    /// completes.
+    pub fn read_new(&mut self) -> Vec<AuditEvent> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut buf).is_err() {
+            return Vec::new();
+        }
+        // Only whole lines: the server may be writing the last one.
+        let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        self.offset += whole as u64;
+        buf[..whole]
+            .split(|b| *b == b'\n')
+            .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+            .filter(|e| {
+                let watch = e["verb"] == "watch";
+                (watch && e["stage"] == "ResponseStarted")
+                    || (!watch && e["stage"] == "ResponseComplete")
+            })
+            .filter_map(|e| {
+                let r = &e["objectRef"];
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+                let mut resource = text(&r["resource"]);
+                if let Some(sub) = r["subresource"].as_str() {
+                    resource = format!("{resource}/{sub}");
+                }
+                Some(AuditEvent {
+                    received: e["requestReceivedTimestamp"].as_str()?.parse().ok()?,
+                    verb: text(&e["verb"]),
+                    resource,
+                    namespace: text(&r["namespace"]),
+                    name: text(&r["name"]),
+                    user_agent: text(&e["userAgent"]),
+                    code: e["responseStatus"]["code"].as_i64().unwrap_or(0),
+                })
+            })
+            .collect()
+    }
 }

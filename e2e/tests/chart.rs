@@ -1481,8 +1481,8 @@ const RBAC_ALLOWLIST: &[(&str, &str, &[&str], &str)] = &[
     (
         "networking.k8s.io",
         "ingressclasses",
-        &["get", "list"],
-        "whether a Traefik already serves the cluster (ingress.traefik.managed auto)",
+        &["get", "list", "watch"],
+        "whether a Traefik already serves the cluster (ingress.traefik.managed auto), watched so a new one re-renders the stacks",
     ),
     (
         "apiextensions.k8s.io",

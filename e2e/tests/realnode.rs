@@ -649,22 +649,16 @@ async fn the_data_tree_lets_the_uid_1000_app_write_and_hardlink() {
     let _ = kubectl(&["delete", "pv", &pv, "--wait=false"]).await;
 }
 
-/// qBittorrent for real (Debian's qbittorrent-nox behind the linuxserver
-/// contract, the stand-in image): the operator's rendered pod starts on the
-/// real node after its data tree, passes its probes, runs as PUID 1000,
-/// and its WebUI answers through its Service from another pod (login and
-/// API). The pod is rendered behind a VpnGateway, so its
-/// `qbittorrent-config` step runs before the app: the real qbittorrent-nox
-/// then reports (Web API `app/preferences`) its save path under
-/// /data/torrents and its network interface tun0.
-#[tokio::test(flavor = "multi_thread")]
-async fn qbittorrent_webui_answers_through_its_service() {
-    let Some(node) = RealNode::get() else { return };
-    let ns = TestNamespace::new("rn-qbt").await;
+/// Starts the operator's rendered qBittorrent pod (Debian's qbittorrent-nox
+/// behind the linuxserver contract, the stand-in image) on the real node,
+/// rendered behind a VpnGateway so its `qbittorrent-config` step runs, with
+/// the WebUI login Secret the reconciler would write for `password` and a
+/// Service `qbittorrent`; returns once the pod is Ready.
+async fn start_qbittorrent(node: &RealNode, ns: &TestNamespace, password: &str) {
     let data = node.state.join(format!("data-{}", ns.name));
-    let resolution = custom_gateway(&ns);
+    let resolution = custom_gateway(ns);
     let pod = rendered_pod_behind(
-        &ns,
+        ns,
         "qbittorrent",
         json!({"hostPath": data.display().to_string()}),
         Some(QBITTORRENT),
@@ -688,8 +682,6 @@ async fn qbittorrent_webui_answers_through_its_service() {
         },
         "qbittorrent",
     );
-    // The password the login below uses.
-    let password = "adminadmin";
     let mut login = serde_json::Map::new();
     login.insert("username".into(), json!("admin"));
     login.insert("password".into(), json!(password));
@@ -708,7 +700,7 @@ async fn qbittorrent_webui_answers_through_its_service() {
     )
     .await
     .expect("WebUI login Secret");
-    create_pod(&ns, "qbittorrent", json!({"app": "qbittorrent"}), pod)
+    create_pod(ns, "qbittorrent", json!({"app": "qbittorrent"}), pod)
         .await
         .expect("pod");
     kubectl_stdin(
@@ -719,12 +711,26 @@ async fn qbittorrent_webui_answers_through_its_service() {
     )
     .await
     .expect("service");
+    wait_ready(ns, "qbittorrent")
+        .await
+        .expect("qBittorrent Ready (its probes passed)");
+}
+
+/// qBittorrent for real: the operator's rendered pod starts on the real
+/// node after its data tree, passes its probes, runs as PUID 1000, and its
+/// WebUI answers through its Service from another pod (login and API). The
+/// pod is rendered behind a VpnGateway, so its `qbittorrent-config` step
+/// runs before the app: the real qbittorrent-nox then reports (Web API
+/// `app/preferences`) its save path under /data/torrents and its network
+/// interface tun0.
+#[tokio::test(flavor = "multi_thread")]
+async fn qbittorrent_webui_answers_through_its_service() {
+    let Some(node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-qbt").await;
     create_pod(&ns, "client", json!({}), sleeper(json!({})))
         .await
         .expect("client");
-    wait_ready(&ns, "qbittorrent")
-        .await
-        .expect("qBittorrent Ready (its probes passed)");
+    start_qbittorrent(&node, &ns, "adminadmin").await;
     wait_ready(&ns, "client").await.expect("client");
     let uid = exec(
         &ns,
@@ -778,6 +784,217 @@ async fn qbittorrent_webui_answers_through_its_service() {
         prefs["current_network_interface"], "tun0",
         "the session is bound to the tunnel: {prefs}"
     );
+}
+
+/// A password as the reconciler generates one: 32 random hex characters.
+fn generated_password() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let half = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos(),
+        );
+        format!("{:016x}", h.finish())
+    };
+    format!("{}{}", half(), half())
+}
+
+/// Runs `work` on a thread of its own inside the network namespace `netns`
+/// (a file under /run/netns), on a runtime of that thread: sockets it opens
+/// are in that namespace. The rest of the test process stays where it is.
+fn in_netns<F, Fut, T>(netns: &str, work: F) -> T
+where
+    F: FnOnce() -> Fut + Send,
+    Fut: std::future::Future<Output = T>,
+    T: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let file = std::fs::File::open(netns).expect("network namespace");
+                let rc = unsafe {
+                    libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET)
+                };
+                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(work())
+            })
+            .join()
+            .expect("thread in the node's namespace")
+    })
+}
+
+/// What one pass of the wiring flow did against the real qBittorrent.
+struct QbitPass {
+    outcome: mediastack_operator::wiring::flow::LinkOutcome,
+    /// Non-GET requests the client put on the wire (login included).
+    writes: Vec<String>,
+}
+
+/// The operator's qBittorrent wiring flow (`wiring::flow::qbittorrent`)
+/// against the real qbittorrent-nox: it logs in with the password from the
+/// generated WebUI login Secret (read as the runner reads it), adds the
+/// missing category `movies`, fixes the drifted save path of `tv` and the
+/// drifted default save path, and leaves the user's own category alone.
+/// Reading back through the WebUI API shows exactly that; a second pass
+/// sends no write (only the login). The calls go from the node's network
+/// namespace to the pod's address, as the operator's would to the pod.
+#[tokio::test(flavor = "multi_thread")]
+async fn qbittorrent_wiring_flow_sets_categories_and_save_path_on_the_real_app() {
+    use mediastack_operator::wiring::{self, ArrClient, ClientConfig, LinkState, qbittorrent};
+    let Some(node) = RealNode::get() else { return };
+    let ns = TestNamespace::new("rn-qbw").await;
+    let password = generated_password();
+    start_qbittorrent(&node, &ns, &password).await;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(ns.client.clone(), &ns.name);
+    let (user, from_secret) = wiring::secrets::qbittorrent_login(&secrets, "home")
+        .await
+        .expect("the WebUI login from its Secret");
+    assert_eq!(
+        (user.as_str(), from_secret.as_str()),
+        ("admin", password.as_str())
+    );
+    let ip = pod_ip(&ns, "qbittorrent").await.expect("pod IP");
+    let base = format!("http://{ip}:8080");
+    let netns = format!("/run/netns/{}", node.netns("node"));
+    let config = ClientConfig {
+        timeout: std::time::Duration::from_secs(5),
+        retries: 5,
+        ..ClientConfig::default()
+    };
+
+    let (before, first, second, categories, prefs) = in_netns(&netns, || async {
+        // The WebUI starts listening a moment after the pod is Ready.
+        let setup = ArrClient::new(&base, None, config.clone()).expect("client");
+        let mut logged_in = false;
+        for _ in 0..20 {
+            if let Ok(r) = setup.send(&qbittorrent::login(&user, &from_secret)).await
+                && r.body.as_ref() == b"Ok."
+            {
+                setup.remember_cookie(&r);
+                logged_in = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        assert!(logged_in, "qBittorrent takes the generated password");
+        let before: Value = setup
+            .get_json(qbittorrent::PREFERENCES_PATH)
+            .await
+            .expect("preferences");
+        // The user's own category, a drifted `tv` and a drifted default save path.
+        for (path, fields) in [
+            (
+                qbittorrent::CREATE_CATEGORY_PATH,
+                [("category", "mine"), ("savePath", "/data/torrents/mine")],
+            ),
+            (
+                qbittorrent::CREATE_CATEGORY_PATH,
+                [("category", "tv"), ("savePath", "/data/elsewhere")],
+            ),
+        ] {
+            setup
+                .send(&mediastack_operator::wiring::ApiRequest::form(
+                    path, &fields,
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+        let drift = json!({"save_path": "/data/other"}).to_string();
+        setup
+            .send(&mediastack_operator::wiring::ApiRequest::form(
+                qbittorrent::SET_PREFERENCES_PATH,
+                &[("json", &drift)],
+            ))
+            .await
+            .expect("drift the save path");
+
+        let mut passes = Vec::new();
+        for _ in 0..2 {
+            let client = ArrClient::new(&base, None, config.clone()).expect("client");
+            let outcome = wiring::flow::qbittorrent(&client, &user, &from_secret).await;
+            passes.push(QbitPass {
+                outcome,
+                writes: client.sent_writes(),
+            });
+        }
+        let categories: Value = setup
+            .get_json(qbittorrent::CATEGORIES_PATH)
+            .await
+            .expect("categories");
+        let prefs: Value = setup
+            .get_json(qbittorrent::PREFERENCES_PATH)
+            .await
+            .expect("preferences");
+        let second = passes.pop().expect("second pass");
+        let first = passes.pop().expect("first pass");
+        (before, first, second, categories, prefs)
+    });
+
+    assert_eq!(
+        before["save_path"]
+            .as_str()
+            .map(|p| p.trim_end_matches('/')),
+        Some("/data/torrents"),
+        "the config step set the save path before the flow ran: {before}"
+    );
+    assert_eq!(
+        first.outcome.result.state,
+        LinkState::Connected,
+        "{:?}",
+        first.outcome
+    );
+    assert_eq!(
+        first.writes,
+        [
+            "POST /api/v2/auth/login",
+            "POST /api/v2/torrents/editCategory",
+            "POST /api/v2/torrents/createCategory",
+            "POST /api/v2/app/setPreferences",
+        ],
+        "first pass: login, fix tv, add movies, fix the save path"
+    );
+    assert_eq!(first.outcome.writes, 3);
+    assert_eq!(
+        categories["tv"]["savePath"], "/data/torrents/tv",
+        "{categories}"
+    );
+    assert_eq!(
+        categories["movies"]["savePath"], "/data/torrents/movies",
+        "{categories}"
+    );
+    assert_eq!(
+        categories["mine"]["savePath"], "/data/torrents/mine",
+        "the user's own category is untouched: {categories}"
+    );
+    assert_eq!(
+        categories.as_object().map(|c| c.len()),
+        Some(3),
+        "{categories}"
+    );
+    assert_eq!(
+        prefs["save_path"].as_str().map(|p| p.trim_end_matches('/')),
+        Some("/data/torrents"),
+        "{prefs}"
+    );
+    assert_eq!(
+        second.outcome.result.state,
+        LinkState::Connected,
+        "{:?}",
+        second.outcome
+    );
+    assert_eq!(
+        second.writes,
+        ["POST /api/v2/auth/login"],
+        "a second pass writes nothing"
+    );
+    assert_eq!(second.outcome.writes, 0);
 }
 
 /// A WireGuard key pair from `wg genkey` / `wg pubkey` on the host.
@@ -1243,11 +1460,17 @@ async fn fail2ban_bans_a_test_internet_client_and_unbanning_restores_it() {
         ban().await,
         "the test internet client is banned after repeated 401s"
     );
-    assert_eq!(
-        from_internet(&node).await,
-        None,
-        "a banned client's packets are dropped"
-    );
+    // fail2ban lists the address before its ban action has inserted the
+    // rule: give the action a few seconds, then the packets must be dropped.
+    let mut answer = from_internet(&node).await;
+    for _ in 0..10 {
+        if answer.is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        answer = from_internet(&node).await;
+    }
+    assert_eq!(answer, None, "a banned client's packets are dropped");
     unban().await;
 
     // A new Traefik pod writes a new log file: within logwatch's interval

@@ -144,7 +144,7 @@ watchNamespace.
 # controller traefik.io/ingress-controller (ingress.traefik.managed unset).
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingressclasses"]
-  verbs: ["get", "list"]
+  verbs: ["get", "list", "watch"]
 # Dozzle reads nodes: the operator binds the chart's fixed node-reader
 # ClusterRole (templates/rbac.yaml) to each stack's Dozzle ServiceAccount. It
 # writes ClusterRoleBindings only, and may bind only that one role (bind

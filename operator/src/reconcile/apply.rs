@@ -15,8 +15,11 @@ use kube::api::{
 };
 use serde_json::Value;
 
+use tracing::debug;
+
+use super::cache::{Cache, has_labels};
 use super::{Error, FIELD_MANAGER};
-use crate::render::{Child, GeneratedSecret};
+use crate::render::{Child, GeneratedSecret, child_id};
 
 /// Label that protects a child from pruning (config and data claims: user data).
 pub const KEEP_LABEL: &str = "mediastack.io/keep";
@@ -26,45 +29,105 @@ fn api_for(client: &Client, ns: &str, ar: &ApiResource) -> Api<DynamicObject> {
 }
 
 /// Applies `child` with server-side apply unless the live object already
-/// matches. Returns whether a write was made.
-pub async fn apply(client: &Client, child: &Child) -> Result<bool, Error> {
+/// matches. The live object comes from `cache` (a GET only when no store
+/// has it). Returns whether a write was made.
+pub async fn apply(client: &Client, cache: &Cache, child: &Child) -> Result<bool, Error> {
     let name = child
         .object
         .metadata
         .name
         .as_deref()
         .ok_or(Error::MissingMetadata("name"))?;
+    let ns = child.object.metadata.namespace.as_deref();
     // Cluster-scoped children (no namespace) use a cluster-wide API.
-    let api = match child.object.metadata.namespace.as_deref() {
+    let api = match ns {
         Some(ns) => api_for(client, ns, &child.api),
         None => Api::all_with(client.clone(), &child.api),
     };
-    let live = api.get_opt(name).await.map_err(|source| Error::Read {
-        what: child.key(),
-        source,
-    })?;
+    let live = match cache.child(&child.api, ns, name) {
+        Some(Some(live)) => Some(live),
+        _ => api
+            .get_opt(name)
+            .await
+            .map_err(|source| Error::Read {
+                what: child.key(),
+                source,
+            })?
+            .map(std::sync::Arc::new),
+    };
     let desired = serde_json::to_value(&child.object)
         .map_err(|e| Error::Render(crate::render::RenderError::Serialize(e)))?;
-    if let Some(live) = live {
-        let owned = owned_fields(&live);
-        let live = serde_json::to_value(&live)
-            .map_err(|e| Error::Render(crate::render::RenderError::Serialize(e)))?;
-        // Skip only when nothing would change: every desired value is live,
-        // and every field the operator applied before is still desired (a
-        // field dropped from the render, e.g. a route's `auth`, is removed
-        // by the next apply).
-        if is_subset(&desired, &live) && owned.as_ref().is_none_or(|o| still_desired(o, &desired)) {
-            return Ok(false);
+    let reason = match &live {
+        None => "created".to_string(),
+        Some(live) => {
+            let owned = owned_fields(live);
+            let live = serde_json::to_value(live.as_ref())
+                .map_err(|e| Error::Render(crate::render::RenderError::Serialize(e)))?;
+            // Skip only when nothing would change: every desired value is
+            // live, and every field the operator applied before is still
+            // desired (a field dropped from the render, e.g. a route's
+            // `auth`, is removed by the next apply).
+            let changed = changed_fields(&desired, &live, "");
+            let removed = owned
+                .as_ref()
+                .map(|o| removed_fields(o, &desired, ""))
+                .unwrap_or_default();
+            if changed.is_empty() && removed.is_empty() {
+                return Ok(false);
+            }
+            format!("changed fields {changed:?}, removed fields {removed:?}")
         }
-    }
+    };
+    debug!(child = %child.id(), %reason, "applying");
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(name, &pp, &Patch::Apply(&desired))
+    let applied = api
+        .patch(name, &pp, &Patch::Apply(&desired))
         .await
         .map_err(|source| Error::Apply {
             what: child.key(),
             source,
         })?;
+    cache.applied(&child.api, applied);
     Ok(true)
+}
+
+/// The paths of `desired` whose value `live` does not have (see [`is_subset`]).
+fn changed_fields(desired: &Value, live: &Value, at: &str) -> Vec<String> {
+    if is_subset(desired, live) {
+        return Vec::new();
+    }
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d
+            .iter()
+            .flat_map(|(k, dv)| {
+                changed_fields(dv, l.get(k).unwrap_or(&Value::Null), &format!("{at}.{k}"))
+            })
+            .collect(),
+        _ => vec![if at.is_empty() {
+            ".".into()
+        } else {
+            at.to_string()
+        }],
+    }
+}
+
+/// The paths the operator applied before (FieldsV1 `owned`) that `desired`
+/// no longer sets (see [`still_desired`]).
+fn removed_fields(owned: &Value, desired: &Value, at: &str) -> Vec<String> {
+    let Value::Object(owned) = owned else {
+        return Vec::new();
+    };
+    owned
+        .iter()
+        .flat_map(|(key, sub)| match key.strip_prefix("f:") {
+            Some(name) => match desired.get(name) {
+                None | Some(Value::Null) => vec![format!("{at}.{name}")],
+                Some(d @ Value::Object(_)) => removed_fields(sub, d, &format!("{at}.{name}")),
+                Some(_) => Vec::new(),
+            },
+            None => Vec::new(),
+        })
+        .collect()
 }
 
 /// Whether every field set in `desired` has the same value in `live`.
@@ -129,12 +192,14 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// Deletes children of `kinds` matching `selector` and controlled by
-/// `owner_uid` that are not in `keep` (`Kind/name` keys) and do not carry the
-/// keep label. Returns the deleted keys.
+/// `owner_uid` that are not in `keep` ([`crate::render::Child::id`] keys)
+/// and do not carry the keep label; from the stores (a LIST only for a kind
+/// no store watches). Returns the deleted keys.
 pub async fn prune(
     client: &Client,
+    cache: &Cache,
     ns: &str,
-    selector: &str,
+    selector: &[(&str, &str)],
     kinds: &[ApiResource],
     keep: &BTreeSet<String>,
     owner_uid: &str,
@@ -143,7 +208,7 @@ pub async fn prune(
     for ar in kinds {
         let api = api_for(client, ns, ar);
         deleted.extend(
-            delete_unwanted(&api, ar, selector, keep, |meta| {
+            delete_unwanted(cache, &api, ar, Some(ns), selector, keep, |meta| {
                 let owned = meta
                     .owner_references
                     .as_ref()
@@ -165,51 +230,89 @@ pub async fn prune(
 /// cannot have a namespaced owner) that are not in `keep`.
 pub async fn prune_cluster(
     client: &Client,
-    selector: &str,
+    cache: &Cache,
+    selector: &[(&str, &str)],
     kinds: &[ApiResource],
     keep: &BTreeSet<String>,
 ) -> Result<Vec<String>, Error> {
     let mut deleted = Vec::new();
     for ar in kinds {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
-        deleted.extend(delete_unwanted(&api, ar, selector, keep, |_| true).await?);
+        deleted.extend(delete_unwanted(cache, &api, ar, None, selector, keep, |_| true).await?);
     }
     Ok(deleted)
+}
+
+/// `k=v,k=v` of `labels`.
+pub fn selector_string(labels: &[(&str, &str)]) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Metadata of the children of kind `ar` in `ns` (all namespaces when
+/// `None`) matching `selector`: from the watch store, or one metadata LIST
+/// when the kind is not watched.
+pub async fn child_metas(
+    cache: &Cache,
+    api: &Api<DynamicObject>,
+    ar: &ApiResource,
+    ns: Option<&str>,
+    selector: &[(&str, &str)],
+) -> Result<Vec<ObjectMeta>, Error> {
+    Ok(match cache.children_of(ar, ns) {
+        Some(objs) => objs
+            .iter()
+            .filter(|o| has_labels(o, selector))
+            .map(|o| o.metadata.clone())
+            .collect(),
+        None => api
+            .list_metadata(&ListParams::default().labels(&selector_string(selector)))
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("{} list", ar.kind),
+                source,
+            })?
+            .items
+            .into_iter()
+            .map(|o| o.metadata)
+            .collect(),
+    })
 }
 
 /// Deletes the objects of `api` matching `selector` that are not in `keep`,
 /// not already being deleted, and that `prunable` accepts.
 async fn delete_unwanted(
+    cache: &Cache,
     api: &Api<DynamicObject>,
     ar: &ApiResource,
-    selector: &str,
+    ns: Option<&str>,
+    selector: &[(&str, &str)],
     keep: &BTreeSet<String>,
     prunable: impl Fn(&ObjectMeta) -> bool,
 ) -> Result<Vec<String>, Error> {
-    let list = api
-        .list_metadata(&ListParams::default().labels(selector))
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("{} list", ar.kind),
-            source,
-        })?;
+    let metas = child_metas(cache, api, ar, ns, selector).await?;
     let mut deleted = Vec::new();
-    for obj in list.items {
-        let Some(name) = obj.metadata.name.as_deref() else {
+    for meta in metas {
+        let Some(name) = meta.name.as_deref() else {
             continue;
         };
-        let key = format!("{}/{}", ar.kind, name);
-        if keep.contains(&key)
-            || obj.metadata.deletion_timestamp.is_some()
-            || !prunable(&obj.metadata)
+        if keep.contains(&child_id(ar, name))
+            || meta.deletion_timestamp.is_some()
+            || !prunable(&meta)
         {
             continue;
         }
+        let key = format!("{}/{}", ar.kind, name);
+        debug!(child = %child_id(ar, name), "pruning: no longer rendered");
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => deleted.push(key),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(source) => return Err(Error::Delete { what: key, source }),
         }
+        cache.deleted(ar, ns, name);
     }
     Ok(deleted)
 }

@@ -4,8 +4,8 @@
 //! pure status stage reads.
 
 use kube::Client;
-use kube::api::ApiResource;
 
+use super::cache::Cache;
 use super::{Error, apply};
 use crate::render::Child;
 
@@ -109,10 +109,10 @@ impl Applied {
 
     /// Applies every child in order; a failure is recorded and the next
     /// child is applied.
-    pub async fn apply_all(&mut self, client: &Client, children: &[Child]) {
+    pub async fn apply_all(&mut self, client: &Client, cache: &Cache, children: &[Child]) {
         for child in children {
-            let result = apply::apply(client, child).await;
-            self.record(child_name(child), result);
+            let result = apply::apply(client, cache, child).await;
+            self.record(child.id(), result);
         }
     }
 
@@ -127,23 +127,6 @@ impl Applied {
                 }
             }
         }
-    }
-}
-
-/// `group/Kind/name` of a rendered child (`Kind/name` in the core group).
-pub fn child_name(child: &Child) -> String {
-    object_name(
-        &child.api,
-        child.object.metadata.name.as_deref().unwrap_or_default(),
-    )
-}
-
-/// `group/Kind/name` (`Kind/name` in the core group).
-pub fn object_name(api: &ApiResource, name: &str) -> String {
-    if api.group.is_empty() {
-        format!("{}/{name}", api.kind)
-    } else {
-        format!("{}/{}/{name}", api.group, api.kind)
     }
 }
 
@@ -166,12 +149,14 @@ mod tests {
 
     #[test]
     fn names_carry_the_group() {
+        use crate::render::child_id;
+        use kube::api::ApiResource;
         assert_eq!(
-            object_name(&ApiResource::erase::<Deployment>(&()), "home-sonarr"),
+            child_id(&ApiResource::erase::<Deployment>(&()), "home-sonarr"),
             "apps/Deployment/home-sonarr"
         );
         assert_eq!(
-            object_name(&ApiResource::erase::<Service>(&()), "home"),
+            child_id(&ApiResource::erase::<Service>(&()), "home"),
             "Service/home"
         );
     }

@@ -9,47 +9,44 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 
 use super::children::Applied;
 use super::resolve::{crd_exists, resolve_traefik, traefik_kinds};
 use super::status::{self, Cond, RouteInput, Stall};
 use super::{Context, Error, apply, report};
+use crate::api::IngressRoute;
 use crate::api::condition::{ConditionType, Reason};
-use crate::api::{IngressRoute, MediaStack};
 use crate::render::meta::{MANAGER, Parent, STACK_LABEL};
 use crate::render::route::{self, RouteContext};
 
 pub use super::resolve::TRAEFIK_CRD;
 
 /// Reconciles one of our IngressRoutes.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(kind = "IngressRoute", namespace = %route.namespace().unwrap_or_default(), name = %route.name_any())
+)]
 pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_timer("IngressRoute");
     let parent =
         Parent::of(route.as_ref()).ok_or(Error::MissingMetadata("name, namespace or uid"))?;
     let ns = parent.namespace.clone();
 
-    // The stack whose Traefik serves the route.
-    let stacks: Api<MediaStack> = Api::namespaced(ctx.client.clone(), &ns);
+    ctx.cache.wait_ready().await;
+    // The stack whose Traefik serves the route (the stack store).
     let stack = match &route.spec.stack_ref {
-        Some(r) => stacks
-            .get_opt(&r.name)
-            .await
-            .map_err(|source| Error::Read {
-                what: format!("MediaStack/{}", r.name),
-                source,
-            })?,
+        Some(r) => ctx
+            .cache
+            .stacks
+            .get(&kube::runtime::reflector::ObjectRef::new(&r.name).within(&ns))
+            .map(|s| s.as_ref().clone()),
         None => {
-            let all = stacks
-                .list(&ListParams::default())
-                .await
-                .map_err(|source| Error::Read {
-                    what: "MediaStack list".into(),
-                    source,
-                })?;
-            if all.items.len() == 1 {
-                all.items.into_iter().next()
+            let all = ctx.cache.stacks_in(&ns);
+            if all.len() == 1 {
+                all.first().map(|s| s.as_ref().clone())
             } else {
                 None
             }
@@ -87,14 +84,14 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
     };
     let resolved = {
         let mut s = stack.spec.clone();
-        s.ingress.traefik.managed = Some(resolve_traefik(&ctx, &stack.spec).await?);
+        s.ingress.traefik.managed = Some(resolve_traefik(&ctx, &stack.spec));
         s
     };
     let rctx = RouteContext::for_stack(&resolved, tunnel_ready);
     let hosts = route::hosts(&route, &rctx);
     let urls = route::urls(&route, &rctx);
 
-    if !crd_exists(&ctx, TRAEFIK_CRD).await? {
+    if !crd_exists(&ctx, TRAEFIK_CRD) {
         let msg = "The traefik.io CRDs are not installed; install Traefik's CRDs".to_string();
         return finish(
             &route,
@@ -113,14 +110,14 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
     // the oldest (then the first by name) wins. Creation times have
     // one-second resolution, so without the first rule a new route could
     // take a host from one already serving it.
-    let routes: Api<IngressRoute> = Api::namespaced(ctx.client.clone(), &ns);
-    let all = routes
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::Read {
-            what: "IngressRoute list".into(),
-            source,
-        })?;
+    let all: Vec<IngressRoute> = ctx
+        .cache
+        .routes
+        .state()
+        .iter()
+        .filter(|r| r.namespace().as_deref() == Some(ns.as_str()))
+        .map(|r| r.as_ref().clone())
+        .collect();
     let mine: BTreeSet<&String> = hosts.iter().collect();
     let key = |r: &IngressRoute| {
         let applied = r.status.as_ref().is_some_and(|s| {
@@ -134,7 +131,6 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
         )
     };
     let clash = all
-        .items
         .iter()
         .filter(|o| o.uid() != route.uid() && key(o) < key(&route))
         .find_map(|o| {
@@ -144,10 +140,10 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
                 .map(|h| (o.name_any(), h))
         });
 
-    let selector = format!(
-        "{STACK_LABEL}={},app.kubernetes.io/managed-by={MANAGER}",
-        parent.name
-    );
+    let selector = [
+        (STACK_LABEL, parent.name.as_str()),
+        ("app.kubernetes.io/managed-by", MANAGER),
+    ];
     let mut applied = Applied::default();
     let mut problem = None;
     let mut keep = BTreeSet::new();
@@ -161,8 +157,8 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
     } else {
         match route::traefik_objects(&route, &parent, &rctx) {
             Ok(children) => {
-                keep = children.iter().map(|c| c.key()).collect();
-                applied.apply_all(&ctx.client, &children).await;
+                keep = children.iter().map(|c| c.id()).collect();
+                applied.apply_all(&ctx.client, &ctx.cache, &children).await;
             }
             Err(e) => problem = Some((Reason::InvalidSpec, e.to_string())),
         }
@@ -172,6 +168,7 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
     applied.record_prune(
         apply::prune(
             &ctx.client,
+            &ctx.cache,
             &ns,
             &selector,
             &traefik_kinds(),

@@ -25,7 +25,9 @@ use kube::runtime::controller::Action;
 use tracing::info;
 
 use super::children::Applied;
-use super::resolve::{TRAEFIK_CRD, cluster_subnets, crd_exists, get_opt, has_key, resolve_traefik};
+use super::resolve::{
+    TRAEFIK_CRD, cluster_subnets, crd_exists, gateway, get_opt, has_key, resolve_traefik,
+};
 use super::status::{self, Observed, StackApplied, StackInput, StackProgress, Stall};
 use super::{Context, Error, apply, report};
 use crate::api::condition::Reason;
@@ -39,6 +41,11 @@ use crate::render::{Inputs, stack, storage, vpn};
 pub use super::resolve::SERVICE_MONITOR_CRD;
 
 /// Reconciles one MediaStack: the stages in order.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(kind = "MediaStack", namespace = %stack.namespace().unwrap_or_default(), name = %stack.name_any())
+)]
 pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_timer("MediaStack");
     let parent =
@@ -97,17 +104,31 @@ pub async fn reconcile(stack: Arc<MediaStack>, ctx: Arc<Context>) -> Result<Acti
 
 /// Stage 0, observe: the stack's Deployments as they are (for the apps'
 /// readiness, which the render uses for start order, and for status).
+/// Readiness as the Deployment store last saw it (a LIST only when no
+/// store watches Deployments).
 async fn observe(ctx: &Context, parent: &Parent) -> Result<Observed, Error> {
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &parent.namespace);
-    let live = deployments
-        .list(&ListParams::default().labels(&selector(parent)))
-        .await
-        .map_err(|source| Error::Read {
-            what: "Deployment list".into(),
-            source,
-        })?;
+    ctx.cache.wait_ready().await;
+    let labels = selector(parent);
+    let live = match ctx
+        .cache
+        .typed_children::<Deployment>(&parent.namespace, &labels)
+    {
+        Some(d) => d,
+        None => {
+            let deployments: Api<Deployment> =
+                Api::namespaced(ctx.client.clone(), &parent.namespace);
+            deployments
+                .list(&ListParams::default().labels(&apply::selector_string(&labels)))
+                .await
+                .map_err(|source| Error::Read {
+                    what: "Deployment list".into(),
+                    source,
+                })?
+                .items
+        }
+    };
     Ok(Observed {
-        deployments: live.items.into_iter().map(|d| (d.name_any(), d)).collect(),
+        deployments: live.into_iter().map(|d| (d.name_any(), d)).collect(),
         daemonsets: BTreeMap::new(),
     })
 }
@@ -123,21 +144,28 @@ async fn observe_edge(
         return Ok(());
     };
     if crate::render::fail2ban::enabled(&done.spec) && done.spec.ingress.traefik.is_managed() {
-        let daemonsets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &parent.namespace);
         let name = crate::render::fail2ban::name(parent);
-        if let Some(ds) = get_opt(&daemonsets, &name).await? {
+        let ds = match ctx.cache.typed_child::<DaemonSet>(&parent.namespace, &name) {
+            Some(ds) => ds,
+            None => {
+                let daemonsets: Api<DaemonSet> =
+                    Api::namespaced(ctx.client.clone(), &parent.namespace);
+                get_opt(&daemonsets, &name).await?
+            }
+        };
+        if let Some(ds) = ds {
             observed.daemonsets.insert(name, ds);
         }
     }
     Ok(())
 }
 
-/// The label selector of the stack's children.
-fn selector(parent: &Parent) -> String {
-    format!(
-        "{STACK_LABEL}={},app.kubernetes.io/managed-by={MANAGER}",
-        parent.name
-    )
+/// The labels that select the stack's children.
+fn selector(parent: &Parent) -> [(&'static str, &str); 2] {
+    [
+        (STACK_LABEL, parent.name.as_str()),
+        ("app.kubernetes.io/managed-by", MANAGER),
+    ]
 }
 
 /// What the spec references, read from the cluster.
@@ -167,14 +195,13 @@ async fn resolve(
         return Ok(Err(stall));
     }
     let mut spec = stack.spec.clone();
-    spec.ingress.traefik.managed = Some(resolve_traefik(ctx, &stack.spec).await?);
-    let api: Api<VpnGateway> = Api::namespaced(ctx.client.clone(), &parent.namespace);
+    spec.ingress.traefik.managed = Some(resolve_traefik(ctx, &stack.spec));
     let mut gateways = BTreeMap::new();
     for (_, app_spec) in stack.spec.apps.enabled() {
         if let Some(att) = &app_spec.vpn
             && !gateways.contains_key(&att.gateway_ref)
         {
-            let gw = get_opt(&api, &att.gateway_ref).await?;
+            let gw = gateway(ctx, &parent.namespace, &att.gateway_ref);
             gateways.insert(att.gateway_ref.clone(), gw);
         }
     }
@@ -183,7 +210,7 @@ async fn resolve(
         spec,
         gateways,
         inputs,
-        traefik_crd: crd_exists(ctx, TRAEFIK_CRD).await?,
+        traefik_crd: crd_exists(ctx, TRAEFIK_CRD),
     }))
 }
 
@@ -299,11 +326,14 @@ async fn apply_children(
         }
     }
     let selector = selector(parent);
-    let keep: BTreeSet<String> = desired.children.iter().map(|c| c.key()).collect();
-    applied.apply_all(client, &desired.children).await;
+    let keep: BTreeSet<String> = desired.children.iter().map(|c| c.id()).collect();
+    applied
+        .apply_all(client, &ctx.cache, &desired.children)
+        .await;
     applied.record_prune(
         apply::prune(
             client,
+            &ctx.cache,
             ns,
             &selector,
             // The stack itself renders Traefik objects (the dashboard route).
@@ -313,11 +343,21 @@ async fn apply_children(
         )
         .await,
     );
-    let cluster_keep: BTreeSet<String> = desired.cluster_children.iter().map(|c| c.key()).collect();
-    applied.apply_all(client, &desired.cluster_children).await;
-    let cluster_selector = format!("{selector},mediastack.io/namespace={ns}");
+    let cluster_keep: BTreeSet<String> = desired.cluster_children.iter().map(|c| c.id()).collect();
+    applied
+        .apply_all(client, &ctx.cache, &desired.cluster_children)
+        .await;
+    let mut cluster_selector = selector.to_vec();
+    cluster_selector.push((crate::render::dozzle::NAMESPACE_LABEL, ns.as_str()));
     applied.record_prune(
-        apply::prune_cluster(client, &cluster_selector, &cluster_kinds(), &cluster_keep).await,
+        apply::prune_cluster(
+            client,
+            &ctx.cache,
+            &cluster_selector,
+            &cluster_kinds(),
+            &cluster_keep,
+        )
+        .await,
     );
     if applied.changes() > 0 {
         info!(
@@ -543,7 +583,7 @@ async fn gather_inputs(
     gateways: &BTreeMap<String, Option<VpnGateway>>,
 ) -> Result<Inputs, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &parent.namespace);
-    let cluster_subnets = cluster_subnets(ctx).await?;
+    let cluster_subnets = cluster_subnets(ctx);
     let mut vpn_map = BTreeMap::new();
     for (name, gw) in gateways {
         let secret = match gw {
@@ -577,7 +617,7 @@ async fn gather_inputs(
     Ok(Inputs {
         vpn: vpn_map,
         cluster_subnets,
-        monitoring_crds: crd_exists(ctx, SERVICE_MONITOR_CRD).await?,
+        monitoring_crds: crd_exists(ctx, SERVICE_MONITOR_CRD),
         tunnel_token_ready,
         ready_apps,
     })
@@ -615,35 +655,38 @@ pub fn owned_kinds(monitoring: bool, traefik: bool) -> Vec<ApiResource> {
 
 /// Deletes cluster-scoped children (which no namespaced stack can own, so
 /// garbage collection never removes them) whose MediaStack no longer exists.
-/// `exists(namespace, name)` answers from the controller's cache; only
-/// stacks in `watched` namespaces (all when `None`) are considered.
+/// Children and stacks come from the stores; only stacks in `watched`
+/// namespaces (all when `None`) are considered.
 pub async fn sweep_cluster_children(
     client: &kube::Client,
+    cache: &super::cache::Cache,
     watched: Option<&str>,
-    exists: impl Fn(&str, &str) -> bool,
 ) -> Result<Vec<String>, Error> {
     let mut deleted = Vec::new();
     for ar in cluster_kinds() {
         let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &ar);
-        let list = api
-            .list_metadata(
-                &ListParams::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}")),
-            )
-            .await
-            .map_err(|source| Error::Read {
-                what: format!("{} list", ar.kind),
-                source,
-            })?;
-        for obj in list.items {
-            let labels = obj.metadata.labels.clone().unwrap_or_default();
+        let objs = apply::child_metas(
+            cache,
+            &api,
+            &ar,
+            None,
+            &[("app.kubernetes.io/managed-by", MANAGER)],
+        )
+        .await?;
+        for meta in objs {
+            let labels = meta.labels.clone().unwrap_or_default();
             let (Some(ns), Some(stack), Some(name)) = (
                 labels.get(crate::render::dozzle::NAMESPACE_LABEL),
                 labels.get(STACK_LABEL),
-                obj.metadata.name.as_deref(),
+                meta.name.as_deref(),
             ) else {
                 continue;
             };
-            if watched.is_some_and(|w| w != ns) || exists(ns, stack) {
+            let exists = cache
+                .stacks
+                .get(&kube::runtime::reflector::ObjectRef::new(stack).within(ns))
+                .is_some();
+            if watched.is_some_and(|w| w != ns) || exists || meta.deletion_timestamp.is_some() {
                 continue;
             }
             match api
@@ -666,6 +709,6 @@ pub async fn sweep_cluster_children(
 
 /// Cluster-scoped kinds a stack may create: bindings of the fixed node
 /// reader role (Dozzle reads nodes). The operator never writes ClusterRoles.
-fn cluster_kinds() -> Vec<ApiResource> {
+pub fn cluster_kinds() -> Vec<ApiResource> {
     vec![ApiResource::erase::<ClusterRoleBinding>(&())]
 }

@@ -6,6 +6,7 @@
 //! controllers depend on the shared modules, never on each other.
 
 pub mod apply;
+pub mod cache;
 pub mod children;
 pub mod ingressroute;
 pub mod mediastack;
@@ -17,14 +18,12 @@ pub mod vpngateway;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
 
+use crate::metrics::Metrics;
 use crate::render::RenderError;
-use crate::runtime::metrics::Metrics;
 
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "mediastack-operator";
@@ -43,13 +42,17 @@ pub struct Context {
     pub policy: crate::policy::Policy,
     /// The fixed ClusterRole (from the chart) that cluster-scoped bindings use.
     pub node_reader_role: String,
-    /// Watch cache of the VPN consumer pods (label
-    /// `mediastack.io/vpn-consumer`), for the VpnGateway's `TunnelReady`.
-    pub consumer_pods: Option<Store<Pod>>,
+    /// The watch caches every reconcile reads (see [`cache`]).
+    pub cache: Arc<cache::Cache>,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, cluster_subnets: Vec<String>) -> Self {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        cluster_subnets: Vec<String>,
+        cache: Arc<cache::Cache>,
+    ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -62,7 +65,7 @@ impl Context {
             resync: Duration::from_secs(300),
             policy: crate::policy::Policy::default(),
             node_reader_role: crate::render::stack::DEFAULT_NODE_READER_ROLE.into(),
-            consumer_pods: None,
+            cache,
         }
     }
 }

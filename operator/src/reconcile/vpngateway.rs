@@ -11,20 +11,26 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 
 use super::resolve::cluster_subnets;
 use super::status::{self, GatewayInput, Stall};
 use super::{Context, Error, report};
+use crate::api::VpnGateway;
 use crate::api::condition::{ConditionType, Reason};
-use crate::api::{MediaStack, VpnGateway};
 use crate::render::vpn;
 
 /// Reconciles one VpnGateway: resolve its Secret, the cluster's ranges and
 /// its consumers -> validate (pure) -> status (pure) -> write.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(kind = "VpnGateway", namespace = %gw.namespace().unwrap_or_default(), name = %gw.name_any())
+)]
 pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_timer("VpnGateway");
+    ctx.cache.wait_ready().await;
     let ns = gw.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let name = gw.name_any();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -36,22 +42,15 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
             what: format!("Secret/{secret_name}"),
             source,
         })?;
-    let cluster = cluster_subnets(&ctx).await?;
+    let cluster = cluster_subnets(&ctx);
     let invalid = vpn::validate(&gw, secret.as_ref())
         .and_then(|()| vpn::check_cluster_subnets(&gw, secret.as_ref(), &cluster))
         .err()
         .map(|inv| Stall::new(validation_reason(inv.reason), inv.message));
 
-    let stacks: Api<MediaStack> = Api::namespaced(ctx.client.clone(), &ns);
-    let list = stacks
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::Read {
-            what: "MediaStack list".into(),
-            source,
-        })?;
-    let mut consumers: Vec<String> = list
-        .items
+    let mut consumers: Vec<String> = ctx
+        .cache
+        .stacks_in(&ns)
         .iter()
         .flat_map(|s| {
             let stack = s.name_any();
@@ -64,8 +63,11 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
         .collect();
     consumers.sort();
 
-    let tunnel = ctx.consumer_pods.as_ref().map(|store| {
-        let pods: Vec<Arc<Pod>> = store
+    // The consumer pods' store (always watched).
+    let tunnel = Some({
+        let pods: Vec<Arc<Pod>> = ctx
+            .cache
+            .consumer_pods
             .state()
             .into_iter()
             .filter(|p| {

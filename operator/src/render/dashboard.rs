@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use sha2::{Digest, Sha256};
 
 use super::meta::Parent;
 use super::{Child, RenderError};
@@ -65,25 +64,6 @@ pub fn config_files(parent: &Parent, spec: &MediaStackSpec) -> BTreeMap<String, 
         ("settings.yaml".to_string(), SETTINGS.to_string()),
         ("widgets.yaml".to_string(), "[]\n".to_string()),
     ])
-}
-
-/// SHA-256 of the configuration files (names and contents, in name order),
-/// as lower-case hex.
-pub fn config_hash(files: &BTreeMap<String, String>) -> String {
-    let mut hasher = Sha256::new();
-    for (name, content) in files {
-        hasher.update(name.as_bytes());
-        hasher.update([0u8]);
-        hasher.update(content.as_bytes());
-        hasher.update([0u8]);
-    }
-    hasher
-        .finalize()
-        .iter()
-        .fold(String::with_capacity(64), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
 
 /// The host an app is served at on the LAN: `expose.host`, or
@@ -205,6 +185,7 @@ mod tests {
     use super::*;
     use crate::api::mediastack::Expose;
     use crate::catalog;
+    use crate::render::pod::config_hash;
 
     fn dashboard() -> &'static App {
         catalog::app(APP).expect("dashboard in catalog")

@@ -15,16 +15,14 @@
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule};
-use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
-};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use std::collections::BTreeMap;
 
 use super::meta::Parent;
-use super::netpol;
 use super::{Child, GeneratedSecret, RenderError};
+use super::{netpol, rbac};
 use crate::api::mediastack::MediaStackSpec;
 
 /// Catalog name of the Dozzle app.
@@ -32,8 +30,6 @@ pub const APP: &str = "dozzle";
 /// Label naming the namespace of the stack on its cluster-scoped objects
 /// (which cannot carry an owner reference to the namespaced MediaStack).
 pub const NAMESPACE_LABEL: &str = "mediastack.io/namespace";
-
-const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// Whether Dozzle runs.
 pub fn enabled(spec: &MediaStackSpec) -> bool {
@@ -81,7 +77,7 @@ pub fn network_policy(parent: &Parent, spec: &MediaStackSpec) -> Option<NetworkP
         parent,
         APP,
         vec![NetworkPolicyIngressRule {
-            ports: Some(vec![netpol::tcp_port(super::workload::HTTP_PORT)]),
+            ports: Some(vec![netpol::tcp_port(super::meta::HTTP_PORT)]),
             from: Some(vec![
                 netpol::stack_pods(parent, super::traefik::CONTAINER),
                 netpol::stack_pods(parent, super::dashboard::APP),
@@ -117,18 +113,14 @@ pub fn objects(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>, Ren
     let role = Role {
         metadata: meta(),
         rules: Some(vec![
-            rule("", &["pods"], &["get", "list", "watch"]),
-            rule("", &["pods/log"], &["get"]),
-            rule("metrics.k8s.io", &["pods"], &["get", "list"]),
+            rbac::rule("", &["pods"], &["get", "list", "watch"]),
+            rbac::rule("", &["pods/log"], &["get"]),
+            rbac::rule("metrics.k8s.io", &["pods"], &["get", "list"]),
         ]),
     };
     let binding = RoleBinding {
         metadata: meta(),
-        role_ref: RoleRef {
-            api_group: Some(RBAC_GROUP.into()),
-            kind: "Role".into(),
-            name: name.clone(),
-        },
+        role_ref: rbac::role_ref("Role", &name),
         subjects: Some(vec![subject(parent)]),
     };
     let mut out = vec![
@@ -166,38 +158,19 @@ pub fn cluster_objects(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Chi
     };
     let role = ClusterRole {
         metadata: meta(),
-        rules: Some(vec![rule("", &["nodes"], &["get", "list", "watch"])]),
+        rules: Some(vec![rbac::rule("", &["nodes"], &["get", "list", "watch"])]),
         aggregation_rule: None,
     };
     let binding = ClusterRoleBinding {
         metadata: meta(),
-        role_ref: RoleRef {
-            api_group: Some(RBAC_GROUP.into()),
-            kind: "ClusterRole".into(),
-            name: name.clone(),
-        },
+        role_ref: rbac::role_ref("ClusterRole", &name),
         subjects: Some(vec![subject(parent)]),
     };
     Ok(vec![Child::typed(&role)?, Child::typed(&binding)?])
 }
 
-fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
-    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    PolicyRule {
-        api_groups: Some(vec![group.to_string()]),
-        resources: Some(strings(resources)),
-        verbs: strings(verbs),
-        ..Default::default()
-    }
-}
-
 fn subject(parent: &Parent) -> Subject {
-    Subject {
-        kind: "ServiceAccount".into(),
-        name: service_account_name(parent),
-        namespace: Some(parent.namespace.clone()),
-        api_group: None,
-    }
+    rbac::service_account(&service_account_name(parent), &parent.namespace)
 }
 
 #[cfg(test)]

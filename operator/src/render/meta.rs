@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::Resource;
 
 /// Value of `app.kubernetes.io/managed-by` on every child.
@@ -15,6 +15,9 @@ pub const PART_OF: &str = "mediastack";
 pub const STACK_LABEL: &str = "mediastack.io/stack";
 /// Label naming the owning IngressRoute on its Traefik objects.
 pub const OWNER_LABEL: &str = "mediastack.io/owner";
+/// Name of every app's container port, of its Service port and of the
+/// port our IngressRoutes and NetworkPolicies point at.
+pub const HTTP_PORT: &str = "http";
 
 /// The parent of a set of children: its name, namespace and controller
 /// owner reference.
@@ -48,6 +51,15 @@ impl Parent {
             ("app.kubernetes.io/name".to_string(), name.to_string()),
             ("app.kubernetes.io/instance".to_string(), self.name.clone()),
         ])
+    }
+
+    /// [`Self::selector`] as the label selector of a Deployment, DaemonSet or
+    /// NetworkPolicy.
+    pub fn label_selector(&self, name: &str) -> LabelSelector {
+        LabelSelector {
+            match_labels: Some(self.selector(name)),
+            match_expressions: None,
+        }
     }
 
     /// The recommended labels plus the stack label.

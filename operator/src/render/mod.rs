@@ -13,10 +13,13 @@ pub mod fixtures;
 pub mod meta;
 pub mod monitoring;
 pub mod netpol;
+pub mod pod;
+pub mod rbac;
 pub mod route;
 pub mod stack;
 pub mod storage;
 pub mod traefik;
+pub mod traefik_crd;
 pub mod tunnel;
 pub mod vpn;
 pub mod workload;
@@ -77,31 +80,28 @@ impl Child {
         )
     }
 
+    /// `group/Kind/name`: the child's identity (a `traefik.io` and a
+    /// `mediastack.io` IngressRoute of one name are different children).
+    pub fn id(&self) -> String {
+        child_id(
+            &self.api,
+            self.object.metadata.name.as_deref().unwrap_or(""),
+        )
+    }
+
     /// The object as YAML, for golden snapshots.
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(&self.object).unwrap_or_default()
     }
 }
 
-/// An HTTP GET probe of `path` on the named container `port`, 3 s timeout.
-pub(crate) fn http_probe(
-    path: &str,
-    port: &str,
-    period: i32,
-    failures: i32,
-) -> k8s_openapi::api::core::v1::Probe {
-    use k8s_openapi::api::core::v1::{HTTPGetAction, Probe};
-    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-    Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::String(port.into()),
-            ..Default::default()
-        }),
-        period_seconds: Some(period),
-        timeout_seconds: Some(3),
-        failure_threshold: Some(failures),
-        ..Default::default()
+/// `group/Kind/name` of an object of `api` (see [`Child::id`]); the core
+/// group has no prefix (`Service/name`).
+pub fn child_id(api: &ApiResource, name: &str) -> String {
+    if api.group.is_empty() {
+        format!("{}/{name}", api.kind)
+    } else {
+        format!("{}/{}/{name}", api.group, api.kind)
     }
 }
 
@@ -171,4 +171,47 @@ pub struct GeneratedSecret {
     /// Keys with fixed content (may refer to the random ones as `{{key}}`).
     pub templated: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn children_of_one_kind_name_in_two_groups_have_distinct_ids() {
+        let ours = Child::custom(
+            "mediastack.io",
+            "v1alpha1",
+            "IngressRoute",
+            "ingressroutes",
+            json!({"metadata": {"name": "home-sonarr"}}),
+        )
+        .expect("ours");
+        let traefik = Child::custom(
+            "traefik.io",
+            "v1alpha1",
+            "IngressRoute",
+            "ingressroutes",
+            json!({"metadata": {"name": "home-sonarr"}}),
+        )
+        .expect("traefik");
+        assert_eq!(ours.key(), traefik.key());
+        assert_ne!(ours.id(), traefik.id());
+        assert_eq!(traefik.id(), "traefik.io/IngressRoute/home-sonarr");
+        let keep: std::collections::BTreeSet<String> = [ours.id()].into();
+        assert!(
+            !keep.contains(&traefik.id()),
+            "the keep set tells them apart"
+        );
+        let svc = Child::typed(&k8s_openapi::api::core::v1::Service {
+            metadata: kube::api::ObjectMeta {
+                name: Some("a".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .expect("service");
+        assert_eq!(svc.id(), "Service/a");
+    }
 }

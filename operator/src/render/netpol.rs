@@ -6,7 +6,7 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::Parent;
@@ -23,10 +23,7 @@ pub fn tcp_port(name: &str) -> NetworkPolicyPort {
 /// The pods of one component of the stack (by its selector labels).
 pub fn stack_pods(parent: &Parent, component: &str) -> NetworkPolicyPeer {
     NetworkPolicyPeer {
-        pod_selector: Some(LabelSelector {
-            match_labels: Some(parent.selector(component)),
-            match_expressions: None,
-        }),
+        pod_selector: Some(parent.label_selector(component)),
         ..Default::default()
     }
 }
@@ -42,10 +39,7 @@ pub fn ingress_only(
     NetworkPolicy {
         metadata,
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(parent.selector(component)),
-                match_expressions: None,
-            }),
+            pod_selector: Some(parent.label_selector(component)),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(rules),
             egress: None,

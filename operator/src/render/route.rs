@@ -26,19 +26,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
-use super::meta::{OWNER_LABEL, Parent};
+use super::meta::{HTTP_PORT, OWNER_LABEL, Parent};
+use super::traefik_crd::{
+    TUNNEL_ENTRY_POINT, host_rule, traefik_ingress_route, traefik_middleware,
+};
 use super::{Child, RenderError};
 use crate::api::IngressRoute;
 use crate::api::common::{LocalRef, SecretRef};
 use crate::api::ingressroute::{IngressRouteSpec, RouteAuth, ServiceTarget};
 use crate::api::mediastack::{Expose, MediaStackSpec};
 
-/// API group of Traefik's CRDs.
-pub const TRAEFIK_GROUP: &str = "traefik.io";
-/// The Traefik CRD version the operator writes.
-pub const TRAEFIK_VERSION: &str = "v1alpha1";
-/// Port name of every app Service (see `workload`).
-const APP_PORT: &str = "http";
 /// Max-age of the `Strict-Transport-Security` header on public hosts (one year).
 const STS_SECONDS: i64 = 31_536_000;
 /// Header in which Cloudflare passes the visitor's address to the origin.
@@ -81,9 +78,7 @@ impl RouteContext {
             } else {
                 traefik.existing_entry_points.clone()
             },
-            tunnel_entry_point: traefik
-                .is_managed()
-                .then(|| super::traefik::TUNNEL_ENTRY_POINT.to_string()),
+            tunnel_entry_point: traefik.is_managed().then(|| TUNNEL_ENTRY_POINT.to_string()),
             tunnel_ready,
         }
     }
@@ -124,7 +119,7 @@ pub fn app_route(
             subdomain: None,
             service: ServiceTarget {
                 name: name.clone(),
-                port: IntOrString::String(APP_PORT.into()),
+                port: IntOrString::String(HTTP_PORT.into()),
             },
             public: expose.public,
             stack_ref: Some(LocalRef {
@@ -442,147 +437,6 @@ fn ingress_route<const N: usize>(
     }))
 }
 
-/// A Traefik rule matching any of `hosts`: ``Host(`a`) || Host(`b`)``.
-pub fn host_rule(hosts: &[&str]) -> String {
-    hosts
-        .iter()
-        .map(|h| format!("Host(`{h}`)"))
-        .collect::<Vec<_>>()
-        .join(" || ")
-}
-
-/// Wraps a `traefik.io/v1alpha1` IngressRoute given as JSON.
-pub fn traefik_ingress_route(value: Value) -> Result<Child, RenderError> {
-    Child::custom(
-        TRAEFIK_GROUP,
-        TRAEFIK_VERSION,
-        "IngressRoute",
-        "ingressroutes",
-        value,
-    )
-}
-
-/// Wraps a `traefik.io/v1alpha1` Middleware given as JSON.
-pub fn traefik_middleware(value: Value) -> Result<Child, RenderError> {
-    Child::custom(
-        TRAEFIK_GROUP,
-        TRAEFIK_VERSION,
-        "Middleware",
-        "middlewares",
-        value,
-    )
-}
-
-/// Checks rendered Traefik objects against the upstream CRD schema
-/// (`shared/thirdparty/crds/traefik-crds.yaml`, Traefik v3.7): every field
-/// name must exist, every value must have the schema's type.
-#[cfg(test)]
-pub(crate) mod traefik_schema {
-    use serde_json::Value;
-
-    use super::super::Child;
-
-    fn crds() -> Vec<Value> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/thirdparty/crds/traefik-crds.yaml"
-        );
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-            panic!("Traefik CRDs at {path}: {e} (shared/ must sit beside the repository)")
-        });
-        serde_yaml::Deserializer::from_str(&text)
-            .map(|doc| serde::Deserialize::deserialize(doc).expect("a CRD document parses"))
-            .collect()
-    }
-
-    fn spec_schema(kind: &str) -> Value {
-        crds()
-            .into_iter()
-            .find(|crd| crd["spec"]["names"]["kind"] == kind)
-            .map(|crd| {
-                let version = crd["spec"]["versions"]
-                    .as_array()
-                    .and_then(|vs| vs.iter().find(|v| v["name"] == "v1alpha1").cloned())
-                    .expect("v1alpha1 is served");
-                version["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
-            })
-            .unwrap_or_else(|| panic!("no Traefik CRD of kind {kind}"))
-    }
-
-    fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
-        if schema["x-kubernetes-int-or-string"] == true {
-            if !(value.is_i64() || value.is_string()) {
-                errors.push(format!("{path}: {value} is not an integer or string"));
-            }
-            return;
-        }
-        match schema["type"].as_str() {
-            Some("object") => {
-                let Some(obj) = value.as_object() else {
-                    errors.push(format!("{path}: {value} is not an object"));
-                    return;
-                };
-                for req in schema["required"].as_array().into_iter().flatten() {
-                    if let Some(r) = req.as_str().filter(|r| !obj.contains_key(*r)) {
-                        errors.push(format!("{path}: required field {r} missing"));
-                    }
-                }
-                for (k, v) in obj {
-                    let sub = &schema["properties"][k];
-                    if !sub.is_null() {
-                        check(sub, v, &format!("{path}.{k}"), errors);
-                    } else if schema["additionalProperties"].is_object() {
-                        check(
-                            &schema["additionalProperties"],
-                            v,
-                            &format!("{path}.{k}"),
-                            errors,
-                        );
-                    } else {
-                        errors.push(format!("{path}: unknown field {k}"));
-                    }
-                }
-            }
-            Some("array") => match value.as_array() {
-                Some(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        check(&schema["items"], item, &format!("{path}[{i}]"), errors);
-                    }
-                }
-                None => errors.push(format!("{path}: {value} is not an array")),
-            },
-            Some("string") if !value.is_string() => {
-                errors.push(format!("{path}: {value} is not a string"))
-            }
-            Some("integer") if !value.is_i64() => {
-                errors.push(format!("{path}: {value} is not an integer"))
-            }
-            Some("boolean") if !value.is_boolean() => {
-                errors.push(format!("{path}: {value} is not a boolean"))
-            }
-            _ => {}
-        }
-        if let Some(allowed) = schema["enum"].as_array()
-            && !allowed.contains(value)
-        {
-            errors.push(format!("{path}: {value} is not one of {allowed:?}"));
-        }
-    }
-
-    /// Panics unless every `traefik.io` child's spec fits its CRD schema.
-    pub fn assert_valid(children: &[Child]) {
-        let mut checked = 0;
-        for child in children.iter().filter(|c| c.api.group == "traefik.io") {
-            let mut errors = Vec::new();
-            let spec = &child.object.data["spec"];
-            check(&spec_schema(&child.api.kind), spec, "spec", &mut errors);
-            assert!(errors.is_empty(), "{}: {errors:#?}", child.key());
-            checked += 1;
-        }
-        assert!(checked > 0, "no traefik.io objects to check");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{parent, route, stack};
@@ -810,7 +664,7 @@ mod tests {
         assert_eq!(meta["ownerReferences"][0]["kind"], "IngressRoute");
         assert_eq!(meta["ownerReferences"][0]["name"], "home-assistant");
         assert_eq!(meta["labels"][OWNER_LABEL], "home-assistant");
-        traefik_schema::assert_valid(&children);
+        super::super::traefik_crd::traefik_schema::assert_valid(&children);
         snapshot_all("example_route", &children);
     }
 
@@ -890,7 +744,7 @@ mod tests {
         }
         assert_eq!(headers["stsSeconds"], 31_536_000);
         assert!(headers["referrerPolicy"].is_string());
-        traefik_schema::assert_valid(&children);
+        super::super::traefik_crd::traefik_schema::assert_valid(&children);
         snapshot_all("public_route", &children);
     }
 
@@ -921,7 +775,7 @@ mod tests {
         );
         let reasons: Vec<&str> = warnings(&r, &c).into_iter().map(|w| w.0).collect();
         assert_eq!(reasons, ["AllowListSeesTunnel"]);
-        traefik_schema::assert_valid(&children);
+        super::super::traefik_crd::traefik_schema::assert_valid(&children);
 
         // Configured entry points; the managed Traefik keeps its one.
         s.spec.ingress.traefik.existing_entry_points = vec!["http".into()];

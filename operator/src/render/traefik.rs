@@ -26,26 +26,22 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Service,
-    ServiceAccount, ServicePort, ServiceSpec, Sysctl, Volume, VolumeMount,
+    Container, ContainerPort, PodSecurityContext, PodSpec, ServiceAccount, Sysctl,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use serde_json::json;
 
 use super::meta::Parent;
-use super::route::{host_rule, traefik_ingress_route, traefik_middleware};
+use super::traefik_crd::{host_rule, traefik_ingress_route, traefik_middleware};
 use super::{Child, Inputs, RenderError};
+use super::{pod, rbac};
 use crate::api::mediastack::MediaStackSpec;
 
 /// Image of the managed Traefik unless `ingress.traefik.image` is set.
 pub const DEFAULT_IMAGE: &str = "traefik:v3.6.2";
 /// Entry point (and Service port name) cloudflared connects to.
-pub const TUNNEL_ENTRY_POINT: &str = "tunnel";
+pub use super::traefik_crd::TUNNEL_ENTRY_POINT;
 /// Port of the tunnel entry point (container and Service).
 pub const TUNNEL_PORT: i32 = 8000;
 /// Entry point (and port name) of `/ping` and `/metrics`; ServiceMonitors select it.
@@ -63,7 +59,6 @@ pub const CONTAINER: &str = "traefik";
 /// Non-root user of the managed Traefik.
 const RUN_AS: i64 = 65532;
 const COMPONENT: &str = "ingress";
-const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// Name of the Deployment, Service, ServiceAccount, Role and RoleBinding: `<stack>-traefik`.
 pub fn name(parent: &Parent) -> String {
@@ -121,13 +116,13 @@ pub fn objects(
     let role = Role {
         metadata: meta(),
         rules: Some(vec![
-            rule(
+            rbac::rule(
                 "",
                 &["configmaps", "secrets", "services"],
                 &["get", "list", "watch"],
             ),
-            rule("discovery.k8s.io", &["endpointslices"], &["list", "watch"]),
-            rule(
+            rbac::rule("discovery.k8s.io", &["endpointslices"], &["list", "watch"]),
+            rbac::rule(
                 "traefik.io",
                 &[
                     "ingressroutes",
@@ -147,31 +142,19 @@ pub fn objects(
     };
     let binding = RoleBinding {
         metadata: meta(),
-        role_ref: RoleRef {
-            api_group: Some(RBAC_GROUP.into()),
-            kind: "Role".into(),
-            name: name.clone(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: name.clone(),
-            namespace: Some(parent.namespace.clone()),
-            api_group: None,
-        }]),
+        role_ref: rbac::role_ref("Role", &name),
+        subjects: Some(vec![rbac::service_account(&name, &parent.namespace)]),
     };
-    let service = Service {
-        metadata: meta(),
-        spec: Some(ServiceSpec {
-            selector: Some(parent.selector(CONTAINER)),
-            ports: Some(vec![
-                service_port(WEB_PORT_NAME, WEB_PORT),
-                service_port(TUNNEL_ENTRY_POINT, TUNNEL_PORT),
-                service_port(INTERNAL_ENTRY_POINT, INTERNAL_PORT),
-            ]),
-            ..Default::default()
-        }),
-        status: None,
-    };
+    let service = pod::service(
+        meta(),
+        parent,
+        CONTAINER,
+        vec![
+            pod::service_port(WEB_PORT_NAME, WEB_PORT),
+            pod::service_port(TUNNEL_ENTRY_POINT, TUNNEL_PORT),
+            pod::service_port(INTERNAL_ENTRY_POINT, INTERNAL_PORT),
+        ],
+    );
     let trusted = trusted_ips(&inputs.cluster_subnets)?;
     let deployment = deployment(parent, spec, &trusted)?;
 
@@ -290,13 +273,53 @@ fn deployment(
     spec: &MediaStackSpec,
     trusted: &[String],
 ) -> Result<Deployment, RenderError> {
-    let traefik = &spec.ingress.traefik;
     let name = name(parent);
-    let labels = parent.labels(CONTAINER, COMPONENT);
-    let probe = |period: i32, failures: i32| {
-        super::http_probe("/ping", INTERNAL_ENTRY_POINT, period, failures)
+    let pod = PodSpec {
+        service_account_name: Some(name.clone()),
+        containers: vec![container(parent, spec, trusted)],
+        security_context: Some(PodSecurityContext {
+            // NET_BIND_SERVICE alone does not reach a non-root process (no
+            // ambient capabilities in Kubernetes), so let the pod's network
+            // namespace bind :80 unprivileged.
+            sysctls: Some(vec![Sysctl {
+                name: "net.ipv4.ip_unprivileged_port_start".into(),
+                value: "0".into(),
+            }]),
+            ..pod::non_root_pod()
+        }),
+        volumes: Some(vec![pod::empty_dir("tmp")]),
+        ..Default::default()
     };
-    let container = Container {
+    let base = pod::deployment(
+        parent,
+        &name,
+        CONTAINER,
+        COMPONENT,
+        pod::template(parent, CONTAINER, COMPONENT, None, pod),
+    );
+    Ok(Deployment {
+        spec: DeploymentSpec {
+            // hostPort 80: a second pod cannot start on the node while the
+            // old one runs, so a rolling update would never finish.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                rolling_update: None,
+            }),
+            ..base.spec
+        },
+        ..base
+    })
+}
+
+/// The Traefik container: the static configuration in [`args`], the HTTP
+/// entry point on the node's port 80, non-root with a read-only root file
+/// system.
+fn container(parent: &Parent, spec: &MediaStackSpec, trusted: &[String]) -> Container {
+    let traefik = &spec.ingress.traefik;
+    let probe = |period: i32, failures: i32| {
+        pod::http_probe("/ping", INTERNAL_ENTRY_POINT, period, failures)
+    };
+    Container {
         name: CONTAINER.into(),
         image: Some(
             traefik
@@ -307,86 +330,24 @@ fn deployment(
         args: Some(args(parent, &traefik.entry_point, trusted)),
         ports: Some(vec![
             ContainerPort {
-                name: Some(WEB_PORT_NAME.into()),
-                container_port: WEB_PORT,
                 host_port: Some(WEB_PORT),
-                protocol: Some("TCP".into()),
-                ..Default::default()
+                ..pod::container_port(WEB_PORT_NAME, WEB_PORT)
             },
-            container_port(TUNNEL_ENTRY_POINT, TUNNEL_PORT),
-            container_port(INTERNAL_ENTRY_POINT, INTERNAL_PORT),
+            pod::container_port(TUNNEL_ENTRY_POINT, TUNNEL_PORT),
+            pod::container_port(INTERNAL_ENTRY_POINT, INTERNAL_PORT),
         ]),
         readiness_probe: Some(probe(10, 3)),
         liveness_probe: Some(probe(10, 6)),
-        resources: Some(traefik.resources.clone().unwrap_or_else(default_resources)),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            run_as_user: Some(RUN_AS),
-            run_as_group: Some(RUN_AS),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: Some(vec!["NET_BIND_SERVICE".into()]),
-            }),
-            ..Default::default()
-        }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".into(),
-            mount_path: "/tmp".into(),
-            ..Default::default()
-        }]),
+        resources: Some(
+            traefik
+                .resources
+                .clone()
+                .unwrap_or_else(|| pod::resources("50m", "64Mi", "256Mi")),
+        ),
+        security_context: Some(pod::non_root_container(RUN_AS, &["NET_BIND_SERVICE"])),
+        volume_mounts: Some(vec![pod::mount("tmp", "/tmp")]),
         ..Default::default()
-    };
-    Ok(Deployment {
-        metadata: parent.meta(&name, CONTAINER, COMPONENT),
-        spec: DeploymentSpec {
-            replicas: Some(1),
-            // hostPort 80: a second pod cannot start on the node while the
-            // old one runs, so a rolling update would never finish.
-            strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".into()),
-                rolling_update: None,
-            }),
-            selector: LabelSelector {
-                match_labels: Some(parent.selector(CONTAINER)),
-                match_expressions: None,
-            },
-            template: PodTemplateSpec {
-                metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(name.clone()),
-                    containers: vec![container],
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        // NET_BIND_SERVICE alone does not reach a non-root
-                        // process (no ambient capabilities in Kubernetes), so
-                        // let the pod's network namespace bind :80 unprivileged.
-                        sysctls: Some(vec![Sysctl {
-                            name: "net.ipv4.ip_unprivileged_port_start".into(),
-                            value: "0".into(),
-                        }]),
-                        ..Default::default()
-                    }),
-                    volumes: Some(vec![Volume {
-                        name: "tmp".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    }]),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        },
-        status: None,
-    })
+    }
 }
 
 /// The dashboard at `traefik.<domain.local>` behind basic auth, when
@@ -420,48 +381,6 @@ fn dashboard_route(parent: &Parent, spec: &MediaStackSpec) -> Result<Vec<Child>,
     Ok(vec![middleware, route])
 }
 
-fn default_resources() -> ResourceRequirements {
-    ResourceRequirements {
-        requests: Some(
-            [
-                ("cpu".to_string(), Quantity("50m".into())),
-                ("memory".to_string(), Quantity("64Mi".into())),
-            ]
-            .into(),
-        ),
-        limits: Some([("memory".to_string(), Quantity("256Mi".into()))].into()),
-        ..Default::default()
-    }
-}
-
-fn container_port(name: &str, port: i32) -> ContainerPort {
-    ContainerPort {
-        name: Some(name.into()),
-        container_port: port,
-        protocol: Some("TCP".into()),
-        ..Default::default()
-    }
-}
-
-fn service_port(name: &str, port: i32) -> ServicePort {
-    ServicePort {
-        name: Some(name.into()),
-        port,
-        target_port: Some(IntOrString::String(name.into())),
-        protocol: Some("TCP".into()),
-        ..Default::default()
-    }
-}
-
-fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
-    PolicyRule {
-        api_groups: Some(vec![group.into()]),
-        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
-        verbs: verbs.iter().map(|v| v.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -469,7 +388,7 @@ mod tests {
     use serde_json::Value;
 
     use super::super::fixtures::{inputs, parent, stack};
-    use super::super::route::traefik_schema;
+    use super::super::traefik_crd::traefik_schema;
     use super::*;
     use crate::api::common::SecretRef;
 

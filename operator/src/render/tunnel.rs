@@ -15,22 +15,16 @@
 //! pod (it only dials out). Kubelet probes come from the node, which
 //! NetworkPolicy implementations admit to local pods.
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext,
-    Service, ServicePort, ServiceSpec,
-};
+use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::meta::Parent;
+use super::pod;
 use super::{Child, Inputs, RenderError};
-use crate::api::mediastack::MediaStackSpec;
+use crate::api::mediastack::{MediaStackSpec, Tunnel};
 
 /// cloudflared image unless `ingress.tunnel.image` is set.
 pub const DEFAULT_IMAGE: &str = "cloudflare/cloudflared:2025.11.1";
@@ -72,10 +66,39 @@ pub fn objects(
         return Ok(Vec::new());
     };
     let name = name(parent);
-    let probe = |period: i32, failures: i32| {
-        super::http_probe("/ready", METRICS_PORT_NAME, period, failures)
+    let pod = PodSpec {
+        containers: vec![container(tunnel)],
+        // cloudflared does not talk to the API server.
+        automount_service_account_token: Some(false),
+        security_context: Some(pod::non_root_pod()),
+        ..Default::default()
     };
-    let container = Container {
+    let deployment = pod::deployment(
+        parent,
+        &name,
+        CONTAINER,
+        COMPONENT,
+        pod::template(parent, CONTAINER, COMPONENT, None, pod),
+    );
+    let service = pod::service(
+        parent.meta(&name, CONTAINER, COMPONENT),
+        parent,
+        CONTAINER,
+        vec![pod::service_port(METRICS_PORT_NAME, METRICS_PORT)],
+    );
+    Ok(vec![
+        Child::typed(&service)?,
+        Child::typed(&network_policy(parent, spec))?,
+        Child::typed(&deployment)?,
+    ])
+}
+
+/// The cloudflared container: `tunnel run` with the token from its Secret,
+/// the metrics server on [`METRICS_PORT`], probes on `/ready`.
+fn container(tunnel: &Tunnel) -> Container {
+    let probe =
+        |period: i32, failures: i32| pod::http_probe("/ready", METRICS_PORT_NAME, period, failures);
+    Container {
         name: CONTAINER.into(),
         image: Some(tunnel.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into())),
         args: Some(
@@ -90,106 +113,22 @@ pub fn objects(
             .map(|s| s.to_string())
             .collect(),
         ),
-        env: Some(vec![EnvVar {
-            name: "TUNNEL_TOKEN".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: tunnel.token_secret_ref.name.clone(),
-                    key: TOKEN_KEY.into(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
-        ports: Some(vec![ContainerPort {
-            name: Some(METRICS_PORT_NAME.into()),
-            container_port: METRICS_PORT,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        env: Some(vec![pod::secret_env(
+            "TUNNEL_TOKEN",
+            &tunnel.token_secret_ref.name,
+            TOKEN_KEY,
+            Some(false),
+        )]),
+        ports: Some(vec![pod::container_port(METRICS_PORT_NAME, METRICS_PORT)]),
         // Up to 2.5 minutes to reach the edge at start; then unready after
         // 30 s without a connection, restarted after 60 s.
         startup_probe: Some(probe(5, 30)),
         readiness_probe: Some(probe(10, 3)),
         liveness_probe: Some(probe(10, 6)),
-        resources: Some(ResourceRequirements {
-            requests: Some(
-                [
-                    ("cpu".to_string(), Quantity("10m".into())),
-                    ("memory".to_string(), Quantity("32Mi".into())),
-                ]
-                .into(),
-            ),
-            limits: Some([("memory".to_string(), Quantity("128Mi".into()))].into()),
-            ..Default::default()
-        }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            run_as_user: Some(RUN_AS),
-            run_as_group: Some(RUN_AS),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            ..Default::default()
-        }),
+        resources: Some(pod::resources("10m", "32Mi", "128Mi")),
+        security_context: Some(pod::non_root_container(RUN_AS, &[])),
         ..Default::default()
-    };
-    let deployment = Deployment {
-        metadata: parent.meta(&name, CONTAINER, COMPONENT),
-        spec: DeploymentSpec {
-            replicas: Some(1),
-            selector: LabelSelector {
-                match_labels: Some(parent.selector(CONTAINER)),
-                match_expressions: None,
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(parent.labels(CONTAINER, COMPONENT)),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    // cloudflared does not talk to the API server.
-                    automount_service_account_token: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        },
-        status: None,
-    };
-    let service = Service {
-        metadata: parent.meta(&name, CONTAINER, COMPONENT),
-        spec: Some(ServiceSpec {
-            selector: Some(parent.selector(CONTAINER)),
-            ports: Some(vec![ServicePort {
-                name: Some(METRICS_PORT_NAME.into()),
-                port: METRICS_PORT,
-                target_port: Some(IntOrString::String(METRICS_PORT_NAME.into())),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    };
-    Ok(vec![
-        Child::typed(&service)?,
-        Child::typed(&network_policy(parent, spec))?,
-        Child::typed(&deployment)?,
-    ])
+    }
 }
 
 /// The NetworkPolicy `<stack>-cloudflared`: ingress to the metrics port from

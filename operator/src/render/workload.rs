@@ -29,7 +29,7 @@ use crate::api::mediastack::{
 use crate::catalog::{App, Health, IdentityStyle};
 
 /// Name of the app's container port (and the Service port's target).
-pub const HTTP_PORT: &str = "http";
+pub use super::meta::HTTP_PORT;
 /// Pod annotation naming the app container, so `kubectl logs/exec` pick it
 /// over the sidecars added later.
 pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
@@ -158,7 +158,7 @@ pub fn app(
             let files = dashboard::config_files(parent, spec);
             annotations.insert(
                 dashboard::CONFIG_HASH_ANNOTATION.into(),
-                dashboard::config_hash(&files),
+                super::pod::config_hash(&files),
             );
             // A writable /app/config (Homepage copies default files it
             // misses there) with each generated file mounted over it.

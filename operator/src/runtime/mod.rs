@@ -1,8 +1,10 @@
-//! Controller wiring, health and metrics server, leader election, telemetry.
+//! Controller wiring (stores and mappers), health and metrics server,
+//! leader election, telemetry.
 
 pub mod fence;
-pub mod metrics;
+pub mod mappers;
 pub mod server;
+pub mod stores;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -11,23 +13,17 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{StreamExt, future};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::Api;
-use kube::core::PartialObjectMeta;
+use kube::Client;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::api::{IngressRoute, MediaStack, VpnGateway};
+use crate::metrics::Metrics;
+use crate::reconcile::cache::Cache;
 use crate::reconcile::{self, Context, Error};
-use crate::render::meta::MANAGER;
-use crate::render::vpn;
-use metrics::Metrics;
 use server::Health;
 
 /// Settings of `mediastack-operator run`.
@@ -57,20 +53,6 @@ pub struct LeaderElection {
     pub duration_secs: u64,
 }
 
-fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 /// Runs the operator until SIGTERM/SIGINT.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let config = kube::Config::infer().await?;
@@ -85,286 +67,69 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     } else {
         fence::Fence::always_open()
     };
+    let metrics = Arc::new(Metrics::default());
     let client = kube::client::ClientBuilder::try_from(config.clone())?
+        // Inside the fence: counts only requests that are sent.
+        .with_layer(&crate::metrics::requests::CountLayer {
+            metrics: metrics.clone(),
+        })
         .with_layer(&fence::FenceLayer {
             fence: fence.clone(),
             identity: identity.clone(),
         })
         .build();
-    let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
-    {
-        let stop_tx = stop_tx.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            info!("shutdown requested");
-            let _ = stop_tx.send(true);
-        });
-    }
-    let stopped = {
-        let rx = stop_rx.clone();
-        move || {
-            let mut rx = rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        }
-    };
+    let stop = Stop::on_signal();
     let server = tokio::spawn(server::serve(
         settings.listen,
         health.clone(),
         metrics.clone(),
-        stopped(),
+        stop.stopped(),
     ));
 
-    // Leader election: only the lease holder runs the controllers.
-    let mut lost_leadership: Option<watch::Receiver<bool>> = None;
-    let mut lease_task = None;
+    let mut lease = None;
     if let Some(le) = &settings.leader_election {
-        // The lease manager's own client (never fenced) opens the fence on
-        // each renewal, for a little less than the lease duration.
-        let lease_client = kube::client::ClientBuilder::try_from(config.clone())?
-            .with_layer(&fence::RenewLayer {
-                fence: fence.clone(),
-                identity: identity.clone(),
-                valid: Duration::from_secs(le.duration_secs)
-                    .saturating_sub(Duration::from_secs(le.duration_secs) / 5),
-            })
-            .build();
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(lease_client, &le.lease_name)
-            .with_namespace(&le.namespace)
-            .with_identity(&le.identity)
-            .with_duration(le.duration_secs)
-            .with_grace(le.duration_secs / 3)
-            .build()
-            .await?;
-        let (mut rx, task) = manager.watch().await;
-        // The fence follows the lease manager's verdict at once: a lost
-        // lease stops every write, in flight or not.
-        {
-            let (mut rx, fence, health) = (rx.clone(), fence.clone(), health.clone());
-            tokio::spawn(async move {
-                loop {
-                    let leader = *rx.borrow_and_update();
-                    fence.set_leader(leader);
-                    if !leader && health.leading.load(Ordering::Relaxed) {
-                        health.ready.store(false, Ordering::Relaxed);
-                    }
-                    if rx.changed().await.is_err() {
-                        fence.set_leader(false);
-                        return;
-                    }
-                }
-            });
+        match elect(&config, le, &fence, &health, &stop).await? {
+            Some(l) => lease = Some(l),
+            None => {
+                let _ = server.await;
+                return Ok(());
+            }
         }
-        // A standby is ready (it serves its purpose: waiting).
-        health.ready.store(true, Ordering::Relaxed);
-        info!(identity = %le.identity, lease = %le.lease_name, "waiting to become leader");
-        let mut stop = stop_rx.clone();
-        tokio::select! {
-            r = rx.wait_for(|l| *l) => { r?; }
-            _ = stop.wait_for(|s| *s) => { let _ = server.await; return Ok(()); }
-        }
-        info!("became leader");
-        // Not ready again until this replica's caches have synced.
-        health.leading.store(true, Ordering::Relaxed);
-        health.ready.store(false, Ordering::Relaxed);
-        lost_leadership = Some(rx);
-        lease_task = Some(task);
     }
+    let lost_leadership = lease.as_ref().map(|l| l.0.clone());
 
+    let (cache, inputs) = stores::start(
+        &client,
+        settings.namespace.as_deref(),
+        settings.cluster_subnets.is_empty(),
+    )
+    .await;
     let mut ctx = Context::new(
         client.clone(),
         metrics.clone(),
         settings.cluster_subnets.clone(),
+        cache.clone(),
     );
     ctx.resync = settings.resync;
     ctx.policy = settings.policy.clone();
     ctx.node_reader_role = settings.node_reader_role.clone();
     info!(policy = ?ctx.policy, "admin policy");
-    let ns = &settings.namespace;
-    // VPN consumer pods, cached for the VpnGateway's TunnelReady: every
-    // change re-runs the gateway controller (after the cache has it).
-    let (pod_store, pod_writer) = kube::runtime::reflector::store::<Pod>();
-    ctx.consumer_pods = Some(pod_store);
-    let pod_events = kube::runtime::reflector(
-        pod_writer,
-        watcher(
-            api::<Pod>(&client, ns),
-            watcher::Config::default().labels(&format!("{}=true", vpn::CONSUMER_LABEL)),
-        )
-        .default_backoff(),
-    )
-    .touched_objects()
-    .filter_map(|r| future::ready(r.ok().map(|_| ())));
     let ctx = Arc::new(ctx);
-    let owned =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
 
-    let gateways = Controller::new(api::<VpnGateway>(&client, ns), watcher::Config::default());
-    let gw_store = gateways.store();
-
-    let stacks = Controller::new(api::<MediaStack>(&client, ns), watcher::Config::default());
-    let stack_store = stacks.store();
-    let by_gateway = stack_store.clone();
-    let (secret_stacks, secret_gateways) = (stack_store.clone(), gw_store.clone());
-    let stacks = stacks
-        .owns(api::<Deployment>(&client, ns), owned.clone())
-        .owns(api::<Service>(&client, ns), owned.clone())
-        .owns(api::<PersistentVolumeClaim>(&client, ns), owned.clone())
-        .owns(api::<ConfigMap>(&client, ns), owned.clone())
-        .owns(api::<DaemonSet>(&client, ns), owned.clone())
-        .owns(api::<NetworkPolicy>(&client, ns), owned.clone())
-        .owns(api::<IngressRoute>(&client, ns), owned.clone())
-        .watches(
-            api::<VpnGateway>(&client, ns),
-            watcher::Config::default(),
-            move |gw: VpnGateway| {
-                let (name, gw_ns) = (gw.name_any(), gw.namespace());
-                by_gateway
-                    .state()
-                    .into_iter()
-                    .filter(|s| {
-                        s.namespace() == gw_ns
-                            && s.spec
-                                .apps
-                                .enabled()
-                                .any(|(_, a)| a.vpn.as_ref().is_some_and(|v| v.gateway_ref == name))
-                    })
-                    .map(|s| ObjectRef::from_obj(s.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        // A changed Secret a stack uses (VPN credentials through its gateways,
-        // tunnel token, dashboard users) re-renders it at once: the VPN hash
-        // rolls qBittorrent. Metadata only: Secret data is never cached.
-        .watches(
-            api::<PartialObjectMeta<Secret>>(&client, ns),
-            watcher::Config::default(),
-            move |secret| {
-                let (name, s_ns) = (secret.name_any(), secret.namespace());
-                let gateways: Vec<String> = secret_gateways
-                    .state()
-                    .into_iter()
-                    .filter(|g| g.namespace() == s_ns && g.spec.credentials_secret_ref.name == name)
-                    .map(|g| g.name_any())
-                    .collect();
-                secret_stacks
-                    .state()
-                    .into_iter()
-                    .filter(|s| s.namespace() == s_ns && stack_uses_secret(s, &name, &gateways))
-                    .map(|s| ObjectRef::from_obj(s.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        );
-
-    let by_secret = gw_store.clone();
-    let by_stack = gw_store.clone();
-    // Secrets are watched by metadata only: the operator never caches their data.
-    let gateways = gateways
-        .watches(
-            api::<PartialObjectMeta<Secret>>(&client, ns),
-            watcher::Config::default(),
-            move |s| {
-                let (name, s_ns) = (s.name_any(), s.namespace());
-                by_secret
-                    .state()
-                    .into_iter()
-                    .filter(|g| g.namespace() == s_ns && g.spec.credentials_secret_ref.name == name)
-                    .map(|g| ObjectRef::from_obj(g.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(
-            api::<MediaStack>(&client, ns),
-            watcher::Config::default(),
-            move |s: MediaStack| {
-                by_stack
-                    .state()
-                    .into_iter()
-                    .filter(|g| g.namespace() == s.namespace())
-                    .map(|g| ObjectRef::from_obj(g.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        );
-
-    let routes = Controller::new(api::<IngressRoute>(&client, ns), watcher::Config::default());
-    let route_store = routes.store();
-    let routes_by_stack = route_store.clone();
-    let routes = routes.watches(
-        api::<MediaStack>(&client, ns),
-        watcher::Config::default(),
-        move |s: MediaStack| {
-            routes_by_stack
-                .state()
-                .into_iter()
-                .filter(|r| r.namespace() == s.namespace())
-                .map(|r| ObjectRef::from_obj(r.as_ref()))
-                .collect::<Vec<_>>()
-        },
-    );
-
-    // Ready once every primary cache has synced.
+    // Ready once every store has synced.
     {
-        let (health, a, b, c) = (
-            health.clone(),
-            stack_store.clone(),
-            gw_store.clone(),
-            route_store.clone(),
-        );
+        let (health, cache) = (health.clone(), cache.clone());
         tokio::spawn(async move {
-            let ra = synced(&a).await;
-            let rb = synced(&b).await;
-            let rc = synced(&c).await;
-            if ra.is_ok() && rb.is_ok() && rc.is_ok() {
-                info!("caches synced");
-                health.ready.store(true, Ordering::Relaxed);
-            }
+            cache.wait_ready().await;
+            info!("caches synced");
+            health.ready.store(true, Ordering::Relaxed);
         });
     }
-
-    // Cluster-scoped children outlive their stack unless swept (no owner reference).
-    {
-        let (client, store, watched) = (
-            client.clone(),
-            stack_store.clone(),
-            settings.namespace.clone(),
-        );
-        let every = settings.resync.min(Duration::from_secs(60));
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            if synced(&store).await.is_err() {
-                return;
-            }
-            loop {
-                let exists =
-                    |ns: &str, name: &str| store.get(&ObjectRef::new(name).within(ns)).is_some();
-                match reconcile::mediastack::sweep_cluster_children(
-                    &client,
-                    watched.as_deref(),
-                    exists,
-                )
-                .await
-                {
-                    Ok(deleted) if !deleted.is_empty() => info!(
-                        ?deleted,
-                        "removed cluster-scoped children of deleted stacks"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => warn!("sweep of cluster-scoped children failed: {e}"),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-            }
-        });
-    }
+    spawn_sweeper(&client, &cache, &settings, &stop);
 
     let shutdown = {
-        let stopped = stopped();
+        let stopped = stop.stopped();
         let lost = lost_leadership.clone();
         async move {
             match lost {
@@ -378,60 +143,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         }
     };
-    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    let attempts = Attempts::default();
-
-    let c1 = stacks
-        .graceful_shutdown_on(shutdown.clone())
-        .run(
-            reconcile::mediastack::reconcile,
-            error_policy::<MediaStack>("MediaStack", attempts.clone()),
-            ctx.clone(),
-        )
-        .for_each(|r| {
-            report(
-                &attempts,
-                r.map(|(o, _)| (o.namespace.unwrap_or_default(), o.name)),
-            )
-        });
-    let c2 = gateways
-        .reconcile_all_on(pod_events)
-        .graceful_shutdown_on(shutdown.clone())
-        .run(
-            reconcile::vpngateway::reconcile,
-            error_policy::<VpnGateway>("VpnGateway", attempts.clone()),
-            ctx.clone(),
-        )
-        .for_each(|r| {
-            report(
-                &attempts,
-                r.map(|(o, _)| (o.namespace.unwrap_or_default(), o.name)),
-            )
-        });
-    let c3 = routes
-        .graceful_shutdown_on(shutdown.clone())
-        .run(
-            reconcile::ingressroute::reconcile,
-            error_policy::<IngressRoute>("IngressRoute", attempts.clone()),
-            ctx.clone(),
-        )
-        .for_each(|r| {
-            report(
-                &attempts,
-                r.map(|(o, _)| (o.namespace.unwrap_or_default(), o.name)),
-            )
-        });
-    future::join3(c1, c2, c3).await;
+    run_controllers(ctx, &cache, inputs, shutdown).await;
 
     let lost = lost_leadership.as_ref().is_some_and(|rx| !*rx.borrow());
-    if let Some(task) = lease_task {
+    if let Some((_, task)) = lease {
         task.abort();
     }
     health.ready.store(false, Ordering::Relaxed);
-    let requested = *stop_rx.borrow();
+    let requested = stop.requested();
     // Stop the health server too: a replica that lost its lease exits (the
     // Deployment restarts it as a fresh standby).
-    let _ = stop_tx.send(true);
+    stop.stop();
     let _ = server.await;
     if lost && !requested {
         anyhow::bail!("lost leadership");
@@ -440,59 +162,217 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until `store` has its first complete list. The store's readiness
-/// signal wakes only one waiter (the controller's own), so poll it with a
-/// short timeout; once ready, every new call returns at once.
-async fn synced<K>(
-    store: &kube::runtime::reflector::Store<K>,
-) -> Result<(), kube::runtime::reflector::store::WriterDropped>
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    loop {
-        if let Ok(res) =
-            tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await
+/// The stop signal: SIGTERM/SIGINT, or the operator's own decision.
+#[derive(Clone)]
+struct Stop {
+    tx: Arc<watch::Sender<bool>>,
+    rx: watch::Receiver<bool>,
+}
+
+impl Stop {
+    fn on_signal() -> Self {
+        let (tx, rx) = watch::channel(false);
+        let tx = Arc::new(tx);
         {
-            return res;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                info!("shutdown requested");
+                let _ = tx.send(true);
+            });
         }
+        Self { tx, rx }
+    }
+
+    /// Resolves once a stop is requested.
+    fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+
+    fn requested(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    fn stop(&self) {
+        let _ = self.tx.send(true);
     }
 }
 
-/// Whether `stack` reads Secret `name`, directly or through one of `gateways`
-/// (the VpnGateways whose credentials it is).
-fn stack_uses_secret(stack: &MediaStack, name: &str, gateways: &[String]) -> bool {
-    let ingress = &stack.spec.ingress;
-    ingress
-        .tunnel
-        .as_ref()
-        .is_some_and(|t| t.token_secret_ref.name == name)
-        || ingress
-            .traefik
-            .dashboard_auth_secret_ref
-            .as_ref()
-            .is_some_and(|r| r.name == name)
-        || stack.spec.apps.enabled().any(|(_, a)| {
-            a.vpn
-                .as_ref()
-                .is_some_and(|v| gateways.contains(&v.gateway_ref))
+/// The lease manager's verdict (true while leading) and its task.
+type Lease<T> = (watch::Receiver<bool>, tokio::task::JoinHandle<T>);
+
+/// Leader election: waits until this replica holds the lease (`None` when
+/// stopped first). The fence follows the lease from then on.
+async fn elect(
+    config: &kube::Config,
+    le: &LeaderElection,
+    fence: &fence::Fence,
+    health: &Arc<Health>,
+    stop: &Stop,
+) -> anyhow::Result<Option<Lease<impl Send + 'static>>> {
+    // The lease manager's own client (never fenced) opens the fence on
+    // each renewal, for a little less than the lease duration.
+    let lease_client = kube::client::ClientBuilder::try_from(config.clone())?
+        .with_layer(&fence::RenewLayer {
+            fence: fence.clone(),
+            identity: le.identity.clone(),
+            valid: Duration::from_secs(le.duration_secs)
+                .saturating_sub(Duration::from_secs(le.duration_secs) / 5),
         })
+        .build();
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(lease_client, &le.lease_name)
+        .with_namespace(&le.namespace)
+        .with_identity(&le.identity)
+        .with_duration(le.duration_secs)
+        .with_grace(le.duration_secs / 3)
+        .build()
+        .await?;
+    let (mut rx, task) = manager.watch().await;
+    // The fence follows the lease manager's verdict at once: a lost
+    // lease stops every write, in flight or not.
+    {
+        let (mut rx, fence, health) = (rx.clone(), fence.clone(), health.clone());
+        tokio::spawn(async move {
+            loop {
+                let leader = *rx.borrow_and_update();
+                fence.set_leader(leader);
+                if !leader && health.leading.load(Ordering::Relaxed) {
+                    health.ready.store(false, Ordering::Relaxed);
+                }
+                if rx.changed().await.is_err() {
+                    fence.set_leader(false);
+                    return;
+                }
+            }
+        });
+    }
+    // A standby is ready (it serves its purpose: waiting).
+    health.ready.store(true, Ordering::Relaxed);
+    info!(identity = %le.identity, lease = %le.lease_name, "waiting to become leader");
+    tokio::select! {
+        r = rx.wait_for(|l| *l) => { r?; }
+        _ = stop.stopped() => { task.abort(); return Ok(None); }
+    }
+    info!("became leader");
+    // Not ready again until this replica's caches have synced.
+    health.leading.store(true, Ordering::Relaxed);
+    health.ready.store(false, Ordering::Relaxed);
+    Ok(Some((rx, task)))
+}
+
+/// Runs the three controllers, fed by the stores' triggers, until `shutdown`.
+async fn run_controllers(
+    ctx: Arc<Context>,
+    cache: &Cache,
+    inputs: stores::Inputs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let attempts = Attempts::default();
+    let stacks = controller(cache.stacks.clone(), inputs.stacks)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            reconcile::mediastack::reconcile,
+            error_policy::<MediaStack>("MediaStack", attempts.clone()),
+            ctx.clone(),
+        )
+        .for_each(|r| report(&attempts, r));
+    let gateways = controller(cache.gateways.clone(), inputs.gateways)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            reconcile::vpngateway::reconcile,
+            error_policy::<VpnGateway>("VpnGateway", attempts.clone()),
+            ctx.clone(),
+        )
+        .for_each(|r| report(&attempts, r));
+    let routes = controller(cache.routes.clone(), inputs.routes)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            reconcile::ingressroute::reconcile,
+            error_policy::<IngressRoute>("IngressRoute", attempts.clone()),
+            ctx.clone(),
+        )
+        .for_each(|r| report(&attempts, r));
+    future::join3(stacks, gateways, routes).await;
+}
+
+/// A controller over the shared store `reader`, reconciling what `triggers`
+/// name (no watch of its own).
+fn controller<K>(reader: Store<K>, triggers: stores::Triggers<K>) -> Controller<K>
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + std::fmt::Debug + Unpin + Send + Sync,
+{
+    Controller::for_shared_stream(futures::stream::empty::<Arc<K>>(), reader)
+        .reconcile_on(triggers.one)
+        .reconcile_all_on(triggers.all)
+}
+
+/// Cluster-scoped children outlive their stack unless swept (no owner
+/// reference): every `resync` (at most a minute), from the stores.
+fn spawn_sweeper(client: &Client, cache: &Arc<Cache>, settings: &Settings, stop: &Stop) {
+    let (client, cache, watched) = (client.clone(), cache.clone(), settings.namespace.clone());
+    let every = settings.resync.min(Duration::from_secs(60));
+    let stopped = stop.stopped();
+    tokio::spawn(async move {
+        cache.wait_ready().await;
+        let sweep = async {
+            loop {
+                match reconcile::mediastack::sweep_cluster_children(
+                    &client,
+                    &cache,
+                    watched.as_deref(),
+                )
+                .await
+                {
+                    Ok(deleted) if !deleted.is_empty() => info!(
+                        ?deleted,
+                        "removed cluster-scoped children of deleted stacks"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warn!("sweep of cluster-scoped children failed: {e}"),
+                }
+                tokio::time::sleep(every).await;
+            }
+        };
+        tokio::select! {
+            _ = sweep => {}
+            _ = stopped => {}
+        }
+    });
 }
 
 /// Consecutive failures per object (`namespace/name`), for the backoff; a
 /// success clears the count.
 type Attempts = Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>;
 
-fn report<E: std::fmt::Display>(
+fn report<K, E>(
     attempts: &Attempts,
-    r: Result<(String, String), E>,
-) -> future::Ready<()> {
+    r: Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E, watcher::Error>>,
+) -> future::Ready<()>
+where
+    K: kube::Resource,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+    E: std::error::Error + 'static,
+{
+    use kube::runtime::controller::Error as CError;
     match r {
-        Ok((ns, name)) => {
+        Ok((o, _)) => {
             if let Ok(mut m) = attempts.lock() {
-                m.remove(&format!("{ns}/{name}"));
+                m.remove(&format!("{}/{}", o.namespace.unwrap_or_default(), o.name));
             }
         }
+        // A trigger for an object deleted meanwhile: nothing to do.
+        Err(CError::ObjectNotFound(o)) => debug!(object = %o, "not reconciled: gone"),
         Err(e) => warn!("reconcile failed: {e}"),
     }
     future::ready(())

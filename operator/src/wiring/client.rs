@@ -206,6 +206,9 @@ pub struct ArrClient {
     base: String,
     api_key: Option<ApiKey>,
     cookie: Mutex<Option<String>>,
+    /// `METHOD path` of every attempt sent on the wire (retries included),
+    /// never a body or a key: what tests count writes with.
+    sent: Mutex<Vec<String>>,
     config: ClientConfig,
 }
 
@@ -246,6 +249,7 @@ impl ArrClient {
             base: base.trim_end_matches('/').to_string(),
             api_key,
             cookie: Mutex::new(None),
+            sent: Mutex::new(Vec::new()),
             config,
         })
     }
@@ -257,6 +261,19 @@ impl ArrClient {
             let pair = c.split(';').next().unwrap_or_default().trim().to_string();
             *self.cookie.lock().expect("cookie lock") = Some(pair);
         }
+    }
+
+    /// `METHOD path` of every attempt sent so far (retries included).
+    pub fn sent(&self) -> Vec<String> {
+        self.sent.lock().expect("sent lock").clone()
+    }
+
+    /// The attempts sent so far that were not `GET`s (writes and logins).
+    pub fn sent_writes(&self) -> Vec<String> {
+        self.sent()
+            .into_iter()
+            .filter(|r| !r.starts_with("GET "))
+            .collect()
     }
 
     /// Send with bounded retries; a non-2xx answer is an error.
@@ -300,6 +317,7 @@ impl ArrClient {
 
     async fn once(&self, request: &ApiRequest) -> Result<ApiResponse, WiringError> {
         let what = request.describe();
+        self.sent.lock().expect("sent lock").push(what.clone());
         let mut builder = hyper::Request::builder()
             .method(request.method.clone())
             .uri(self.uri(request))

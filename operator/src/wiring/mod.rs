@@ -27,6 +27,7 @@ pub mod flow;
 pub mod jellyseerr;
 pub mod prowlarr;
 pub mod qbittorrent;
+pub mod secrets;
 
 #[cfg(test)]
 pub mod contract;

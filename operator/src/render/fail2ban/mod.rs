@@ -22,18 +22,16 @@ use std::fmt::Write as _;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, HostPathVolumeSource, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    ConfigMap, Container, PodSpec, Probe, SecurityContext, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use sha2::{Digest, Sha256};
 
 use super::meta::Parent;
-use super::traefik::{self, TUNNEL_ENTRY_POINT};
+use super::pod;
+use super::traefik;
+use super::traefik_crd::TUNNEL_ENTRY_POINT;
 use super::{Child, Inputs, RenderError};
-use crate::api::mediastack::{Jail, MediaStackSpec};
+use crate::api::mediastack::{Fail2ban, Jail, MediaStackSpec};
 
 /// fail2ban image unless `security.fail2ban.image` is set.
 pub const DEFAULT_IMAGE: &str = "crazymax/fail2ban:1.1.0";
@@ -42,7 +40,7 @@ pub const AUTH_JAIL: &str = "traefik-auth";
 /// Jail of scanners (404 on well-known probe paths).
 pub const BOTSEARCH_JAIL: &str = "traefik-botsearch";
 /// Pod annotation with the hash of the configuration files.
-pub const CONFIG_HASH_ANNOTATION: &str = "mediastack.io/config-hash";
+pub use super::pod::CONFIG_HASH_ANNOTATION;
 /// Always ignored, before the cluster ranges and `ignoreCIDRs`.
 pub const LOOPBACK: &[&str] = &["127.0.0.1/8", "::1"];
 /// Node ports whose traffic a ban drops (Traefik's HTTP, and HTTPS for an
@@ -326,7 +324,7 @@ pub fn objects(
     }
     let name = name(parent);
     let files = config_files(parent, spec, inputs)?;
-    let hash = config_hash(&files);
+    let hash = pod::config_hash(&files);
     let config_map = ConfigMap {
         metadata: parent.meta(&name, CONTAINER, COMPONENT),
         data: Some(files),
@@ -336,68 +334,95 @@ pub fn objects(
     Ok(vec![Child::typed(&config_map)?, Child::typed(&daemon_set)?])
 }
 
+/// The DaemonSet: one hostNetwork pod per node with the fail2ban server
+/// and its logwatch sidecar; `hash` (of the config files) rolls the pods.
 fn daemon_set(
     parent: &Parent,
     spec: &MediaStackSpec,
     hash: &str,
 ) -> Result<DaemonSet, RenderError> {
     let f2b = &spec.security.fail2ban;
-    let name = name(parent);
     let image = f2b.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into());
-    // Bans older than the purge age are not restored after a restart.
-    let purge_age = [&f2b.auth_jail, &f2b.botsearch_jail]
+    let pod = PodSpec {
+        host_network: Some(true),
+        dns_policy: Some("ClusterFirstWithHostNet".into()),
+        automount_service_account_token: Some(false),
+        containers: vec![
+            server_container(spec, &image, purge_age(f2b)?),
+            logwatch_container(parent, spec, &image),
+        ],
+        volumes: Some(volumes(parent)),
+        ..Default::default()
+    };
+    let annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash.to_string())]);
+    Ok(DaemonSet {
+        metadata: parent.meta(&name(parent), CONTAINER, COMPONENT),
+        spec: DaemonSetSpec {
+            selector: parent.label_selector(CONTAINER),
+            template: pod::template(parent, CONTAINER, COMPONENT, Some(annotations), pod),
+            ..Default::default()
+        },
+        status: None,
+    })
+}
+
+/// Seconds after which bans are not restored after a restart: the longest
+/// ban time, at least a day.
+fn purge_age(f2b: &Fail2ban) -> Result<u64, RenderError> {
+    Ok([&f2b.auth_jail, &f2b.botsearch_jail]
         .into_iter()
         .map(|j: &Jail| duration(&j.ban_time).map(|d| d.1))
         .collect::<Result<Vec<u64>, _>>()?
         .into_iter()
-        .fold(86_400, u64::max);
-    let ping = |period: i32, failures: i32| Probe {
-        exec: Some(ExecAction {
-            command: Some(vec!["fail2ban-client".into(), "ping".into()]),
-        }),
+        .fold(86_400, u64::max))
+}
+
+/// `fail2ban-client ping` every `period` seconds.
+fn ping(period: i32, failures: i32) -> Probe {
+    Probe {
         period_seconds: Some(period),
         timeout_seconds: Some(10),
         failure_threshold: Some(failures),
-        ..Default::default()
-    };
-    let mount = |volume: &str, path: &str, sub_path: Option<&str>, read_only: bool| VolumeMount {
-        name: volume.into(),
-        mount_path: path.into(),
-        sub_path: sub_path.map(String::from),
-        read_only: read_only.then_some(true),
-        ..Default::default()
-    };
-    let config_mount =
-        |dir: &str, key: &str| mount("config", &format!("/data/{dir}{key}"), Some(key), true);
-    let env = |name: &str, value: &str| EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        ..Default::default()
-    };
-    let fail2ban = Container {
+        ..pod::exec_probe(&["fail2ban-client", "ping"])
+    }
+}
+
+/// A file of the config volume, mounted read-only at `/data/<dir><key>`.
+fn config_mount(dir: &str, key: &str) -> VolumeMount {
+    pod::sub_path_mount("config", &format!("/data/{dir}{key}"), key, true)
+}
+
+/// A read-only mount of the node's pod logs.
+fn pod_logs_mount() -> VolumeMount {
+    VolumeMount {
+        read_only: Some(true),
+        ..pod::mount("pod-logs", POD_LOGS)
+    }
+}
+
+/// The fail2ban server: jails from the config volume, bans in iptables.
+fn server_container(spec: &MediaStackSpec, image: &str, purge_age: u64) -> Container {
+    let f2b = &spec.security.fail2ban;
+    Container {
         name: CONTAINER.into(),
-        image: Some(image.clone()),
+        image: Some(image.into()),
         env: Some(
             vec![
                 // Matches the UTC timestamps of the CRI log lines.
-                env("TZ", "UTC"),
-                env("F2B_LOG_TARGET", "STDOUT"),
-                env("F2B_LOG_LEVEL", "INFO"),
-                env("F2B_DB_PURGE_AGE", &purge_age.to_string()),
-                env("IPTABLES_MODE", "auto"),
+                pod::env("TZ", "UTC"),
+                pod::env("F2B_LOG_TARGET", "STDOUT"),
+                pod::env("F2B_LOG_LEVEL", "INFO"),
+                pod::env("F2B_DB_PURGE_AGE", &purge_age.to_string()),
+                pod::env("IPTABLES_MODE", "auto"),
             ]
             .into_iter()
-            .chain(f2b.cloudflare.as_ref().map(|cf| EnvVar {
-                name: CLOUDFLARE_TOKEN_ENV.into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: cf.token_secret_ref.name.clone(),
-                        key: CLOUDFLARE_TOKEN_KEY.into(),
-                        optional: Some(false),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
+            .chain(f2b.cloudflare.as_ref().map(|cf| {
+                pod::secret_env(
+                    CLOUDFLARE_TOKEN_ENV,
+                    &cf.token_secret_ref.name,
+                    CLOUDFLARE_TOKEN_KEY,
+                    Some(false),
+                )
             }))
             .collect(),
         ),
@@ -407,123 +432,66 @@ fn daemon_set(
             config_mount("filter.d/", &format!("{BOTSEARCH_FILTER}.conf")),
             config_mount("action.d/", ACTION_KEY),
             config_mount("", PLACEHOLDER_KEY),
-            mount("db", "/data/db", None, false),
-            mount("pod-logs", POD_LOGS, None, true),
-            mount("run", RUN_DIR, None, false),
+            pod::mount("db", "/data/db"),
+            pod_logs_mount(),
+            pod::mount("run", RUN_DIR),
             // iptables -w waits on the host's lock, shared with kube-proxy
             // and the CNI, so concurrent rule changes do not clobber each other.
-            mount("xtables-lock", XTABLES_LOCK, None, false),
+            pod::mount("xtables-lock", XTABLES_LOCK),
         ]),
         startup_probe: Some(ping(5, 24)),
         readiness_probe: Some(ping(10, 3)),
         liveness_probe: Some(ping(30, 3)),
-        resources: Some(resources("10m", "64Mi", "256Mi")),
-        security_context: Some(SecurityContext {
-            // Runs as root (it edits its config at start and drives
-            // iptables) with only the network capabilities.
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: Some(vec!["NET_ADMIN".into(), "NET_RAW".into()]),
-            }),
-            allow_privilege_escalation: Some(false),
-            ..Default::default()
-        }),
+        resources: Some(pod::resources("10m", "64Mi", "256Mi")),
+        // Runs as root (it edits its config at start and drives iptables)
+        // with only the network capabilities.
+        security_context: Some(pod::drop_all_but(&["NET_ADMIN", "NET_RAW"])),
         ..Default::default()
-    };
-    let logwatch = Container {
+    }
+}
+
+/// The logwatch sidecar ([`logwatch_script`]), no capabilities.
+fn logwatch_container(parent: &Parent, spec: &MediaStackSpec, image: &str) -> Container {
+    Container {
         name: "logwatch".into(),
-        image: Some(image),
+        image: Some(image.into()),
         command: Some(vec![
             "/bin/sh".into(),
             "-c".into(),
             logwatch_script(parent, spec),
         ]),
         volume_mounts: Some(vec![
-            mount("pod-logs", POD_LOGS, None, true),
-            mount("run", RUN_DIR, None, false),
+            pod_logs_mount(),
+            pod::mount("run", RUN_DIR),
             // The jails watch it too: it exists here, so it is never removed.
             config_mount("", PLACEHOLDER_KEY),
         ]),
-        resources: Some(resources("1m", "16Mi", "64Mi")),
+        resources: Some(pod::resources("1m", "16Mi", "64Mi")),
         security_context: Some(SecurityContext {
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
-            ..Default::default()
+            ..pod::drop_all_but(&[])
         }),
         ..Default::default()
-    };
-    let host_path = |path: String, type_: &str| HostPathVolumeSource {
-        path,
-        type_: Some(type_.into()),
-    };
-    Ok(DaemonSet {
-        metadata: parent.meta(&name, CONTAINER, COMPONENT),
-        spec: DaemonSetSpec {
-            selector: LabelSelector {
-                match_labels: Some(parent.selector(CONTAINER)),
-                match_expressions: None,
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(parent.labels(CONTAINER, COMPONENT)),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.to_string(),
-                        hash.to_string(),
-                    )])),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    host_network: Some(true),
-                    dns_policy: Some("ClusterFirstWithHostNet".into()),
-                    automount_service_account_token: Some(false),
-                    containers: vec![fail2ban, logwatch],
-                    volumes: Some(vec![
-                        Volume {
-                            name: "config".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: name.clone(),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "db".into(),
-                            host_path: Some(host_path(
-                                format!(
-                                    "/var/lib/mediastack/{}-{}/fail2ban",
-                                    parent.namespace, parent.name
-                                ),
-                                "DirectoryOrCreate",
-                            )),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "pod-logs".into(),
-                            host_path: Some(host_path(POD_LOGS.into(), "Directory")),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "run".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "xtables-lock".into(),
-                            host_path: Some(host_path(XTABLES_LOCK.into(), "FileOrCreate")),
-                            ..Default::default()
-                        },
-                    ]),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        },
-        status: None,
-    })
+    }
+}
+
+/// The config files, the ban database on the node (per stack), the node's
+/// pod logs, the server's socket directory and the host's xtables lock.
+fn volumes(parent: &Parent) -> Vec<Volume> {
+    vec![
+        pod::config_map_volume("config", &name(parent)),
+        pod::host_path_volume(
+            "db",
+            &format!(
+                "/var/lib/mediastack/{}-{}/fail2ban",
+                parent.namespace, parent.name
+            ),
+            "DirectoryOrCreate",
+        ),
+        pod::host_path_volume("pod-logs", POD_LOGS, "Directory"),
+        pod::empty_dir("run"),
+        pod::host_path_volume("xtables-lock", XTABLES_LOCK, "FileOrCreate"),
+    ]
 }
 
 /// A fail2ban time (`10m`, `1h`, ...) as given and in seconds. The CRD
@@ -543,35 +511,6 @@ fn duration(value: &str) -> Result<(String, u64), RenderError> {
         _ => return Err(invalid()),
     };
     Ok((value.to_string(), number.saturating_mul(scale)))
-}
-
-fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
-    ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".to_string(), Quantity(cpu.into())),
-            ("memory".to_string(), Quantity(memory.into())),
-        ])),
-        limits: Some(BTreeMap::from([(
-            "memory".to_string(),
-            Quantity(memory_limit.into()),
-        )])),
-        ..Default::default()
-    }
-}
-
-/// SHA-256 of the files (keys and contents, in key order), as lower-case hex.
-fn config_hash(files: &BTreeMap<String, String>) -> String {
-    let mut hasher = Sha256::new();
-    for (key, content) in files {
-        hasher.update(key.as_bytes());
-        hasher.update([0u8]);
-        hasher.update(content.as_bytes());
-        hasher.update([0u8]);
-    }
-    hasher.finalize().iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }
 
 #[cfg(test)]

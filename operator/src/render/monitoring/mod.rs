@@ -29,6 +29,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 
 use super::meta::Parent;
+use super::traefik_crd::TUNNEL_ENTRY_POINT;
 use super::{Child, GeneratedSecret, RenderError};
 use crate::api::mediastack::MediaStackSpec;
 use crate::catalog::{App, Exporter};
@@ -110,11 +111,9 @@ enum SourceKind {
 }
 
 /// Component name of the managed Traefik (its Deployment, Service and job).
-const TRAEFIK: &str = "traefik";
+const TRAEFIK: &str = super::traefik::CONTAINER;
 /// Component name of cloudflared (its Deployment, Service and job).
-const CLOUDFLARED: &str = "cloudflared";
-/// Traefik's entry point for traffic from cloudflared (`traefik::TUNNEL_ENTRY_POINT`).
-const TUNNEL_ENTRY_POINT: &str = "tunnel";
+const CLOUDFLARED: &str = super::tunnel::CONTAINER;
 
 /// Every metrics source the spec enables, apps in catalog order, then the edge.
 fn sources(spec: &MediaStackSpec) -> Vec<Source> {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::super::meta::Parent;
+use super::super::meta::{HTTP_PORT, Parent};
 use super::super::{Child, RenderError};
 use super::{METRICS_PORT, Source, SourceKind, job};
 use crate::api::mediastack::MediaStackSpec;
@@ -13,9 +13,7 @@ pub(super) const GROUP: &str = "monitoring.coreos.com";
 pub(super) const VERSION: &str = "v1";
 
 /// Traefik's entry point serving `/metrics` (and `/ping`).
-const TRAEFIK_PORT: &str = "traefik";
-/// The app's own HTTP port (workload's `HTTP_PORT`).
-const HTTP_PORT: &str = "http";
+const TRAEFIK_PORT: &str = super::super::traefik::INTERNAL_ENTRY_POINT;
 
 /// The monitor of one source.
 pub(super) fn monitor(

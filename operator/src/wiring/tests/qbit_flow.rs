@@ -4,8 +4,10 @@
 //! (`auth/login` answering `Ok.`/`Fails.` with an `SID` cookie, 403 without
 //! it, categories as an object keyed by name, `createCategory` 409 on an
 //! existing name, `editCategory` 409 on a missing one, preferences as JSON
-//! and `setPreferences` taking a `json` form field). The test against the
-//! real `qbittorrent-nox` on the real node is not written yet.
+//! and `setPreferences` taking a `json` form field). The same flow runs
+//! against the real `qbittorrent-nox` on the real node in
+//! `e2e/tests/realnode.rs`
+//! (`qbittorrent_wiring_flow_sets_categories_and_save_path_on_the_real_app`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
