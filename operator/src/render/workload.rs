@@ -26,7 +26,7 @@ use super::{Child, Inputs, RenderError, dashboard, datatree, dozzle, storage};
 use crate::api::mediastack::{
     AppSpec, CacheVolume, HardwareAcceleration, Identity, MediaStackSpec,
 };
-use crate::catalog::{App, Health, IdentityStyle};
+use crate::catalog::{App, AppId, Health, IdentityStyle};
 
 /// Name of the app's container port (and the Service port's target).
 pub use super::meta::HTTP_PORT;
@@ -106,8 +106,8 @@ pub fn app(
     let mut probe_host = None;
     let mut supplemental_groups = None;
     let mut device_limits: BTreeMap<String, Quantity> = BTreeMap::new();
-    match app.name {
-        JELLYFIN => {
+    match app.id {
+        AppId::Jellyfin => {
             volumes.push(cache_volume(app_spec.cache.as_ref()));
             mounts.push(mount(CACHE_VOLUME, CACHE_DIR, None));
             match &app_spec.hardware_acceleration {
@@ -133,13 +133,13 @@ pub fn app(
                 _ => {}
             }
         }
-        "qbittorrent" => {
+        AppId::Qbittorrent => {
             env.push(env_var("WEBUI_PORT", &app.port.to_string()));
             // Kept at the image default; useless with Mullvad (no port
             // forwarding), so no Service port is opened for it.
             env.push(env_var("TORRENTING_PORT", "6881"));
         }
-        dozzle::APP => {
+        AppId::Dozzle => {
             env.push(env_var("DOZZLE_MODE", "k8s"));
             env.push(env_var("DOZZLE_NAMESPACE", &parent.namespace));
             env.push(env_var("DOZZLE_ENABLE_ACTIONS", "false"));
@@ -150,7 +150,7 @@ pub fn app(
             mounts.push(mount("dozzle-data", "/data", None));
             service_account = Some(dozzle::service_account_name(parent));
         }
-        dashboard::APP => {
+        AppId::Dashboard => {
             if let Some(hosts) = dashboard::allowed_hosts(app, spec) {
                 env.push(env_var("HOMEPAGE_ALLOWED_HOSTS", &hosts));
             }
@@ -247,7 +247,7 @@ pub fn app(
             ..pod_security(app, &spec.identity)
         }),
         service_account_name: service_account,
-        automount_service_account_token: Some(app.name == dozzle::APP),
+        automount_service_account_token: Some(app.id == AppId::Dozzle),
         enable_service_links: Some(false),
         ..Default::default()
     };
@@ -380,7 +380,6 @@ pub const CACHE_VOLUME: &str = "cache";
 pub const CACHE_DIR: &str = "/cache";
 /// Size limit of the cache emptyDir when `apps.jellyfin.cache` sets none.
 pub const DEFAULT_CACHE_LIMIT: &str = "10Gi";
-const JELLYFIN: &str = "jellyfin";
 const DRI_VOLUME: &str = "dri";
 const DRI_DIR: &str = "/dev/dri";
 
