@@ -220,20 +220,25 @@ impl Observed {
     }
 }
 
-/// All replicas of the current generation ready.
+/// All replicas of the current generation ready, and not being deleted (a
+/// Deployment deleted with foreground propagation keeps its last status
+/// until its pods are gone: the app is going away, not running).
 pub fn deployment_ready(d: &Deployment) -> bool {
     let want = d.spec.replicas.unwrap_or(1);
     let st = d.status.clone().unwrap_or_default();
-    want > 0
+    d.metadata.deletion_timestamp.is_none()
+        && want > 0
         && st.ready_replicas.unwrap_or(0) >= want
         && st.updated_replicas.unwrap_or(0) >= want
         && st.observed_generation >= d.metadata.generation
 }
 
-/// A pod ready on every node it is scheduled to, of the current generation.
+/// A pod ready on every node it is scheduled to, of the current generation,
+/// and not being deleted.
 pub fn daemonset_ready(ds: &DaemonSet) -> bool {
     let st = ds.status.clone().unwrap_or_default();
-    st.desired_number_scheduled > 0
+    ds.metadata.deletion_timestamp.is_none()
+        && st.desired_number_scheduled > 0
         && st.number_ready >= st.desired_number_scheduled
         && st.updated_number_scheduled.unwrap_or(0) >= st.desired_number_scheduled
         && st.observed_generation >= ds.metadata.generation

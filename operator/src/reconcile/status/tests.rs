@@ -252,6 +252,26 @@ fn a_failed_prune_is_reconciling() {
 }
 
 #[test]
+fn a_deployment_being_deleted_is_not_ready_whatever_its_last_status() {
+    let stack = fixtures::stack();
+    let parent = fixtures::parent();
+    let mut observed = all_ready();
+    let sonarr = observed
+        .deployments
+        .get_mut(&parent.child_name("sonarr"))
+        .expect("sonarr observed");
+    sonarr.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    let r = report(&stack, &observed, &applied(Applied::default()));
+    assert_eq!(cond(&r, ConditionType::Ready).0, "False");
+    let enabled = stack.spec.apps.enabled().count();
+    assert_eq!(
+        r.status.apps_ready,
+        Some(format!("{}/{enabled}", enabled - 1))
+    );
+    assert!(r.status.apps.iter().any(|a| a.name == "sonarr" && !a.ready));
+}
+
+#[test]
 fn an_app_or_edge_part_not_ready_is_named() {
     let stack = fixtures::stack();
     let parent = fixtures::parent();
