@@ -455,3 +455,84 @@ async fn an_app_enabled_later_gets_its_api_key_and_existing_keys_stay() {
     );
     wait_condition::<MediaStack>(&ns, "home", "Ready", "True", None).await;
 }
+
+/// A child the API server refuses after admission (requests above limits:
+/// the CRD cannot see it, the Deployment validation does) stalls the stack
+/// with the object's name and the server's message and a Warning event,
+/// while every other child is still applied and pruned; fixing the spec
+/// clears it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_the_server_refuses_is_named_and_the_other_children_are_still_applied() {
+    let (ns, _op, _) = ready_example_stack("refuse").await;
+    let deployments: Api<Deployment> = ns.api();
+    let stacks: Api<MediaStack> = ns.api();
+    let base = serde_yaml::from_str::<serde_json::Value>(&example("examples/mediastack.yaml"))
+        .expect("yaml")["spec"]
+        .clone();
+    let apply_spec = |spec: serde_json::Value| {
+        let stacks = stacks.clone();
+        async move {
+            stacks
+                .patch("home", &PatchParams::apply("e2e").force(), &Patch::Apply(json!({"apiVersion": "mediastack.io/v1alpha1", "kind": "MediaStack", "spec": spec})))
+                .await
+                .expect("patch stack")
+        }
+    };
+    let sonarr_before = deployments.get("home-sonarr").await.expect("sonarr");
+
+    let mut spec = base.clone();
+    spec["apps"]["sonarr"] =
+        json!({"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}});
+    spec["apps"]["radarr"] = json!({"env": [{"name": "E2E_MARK", "value": "applied"}]});
+    spec["apps"]["bazarr"] = json!({"enabled": false});
+    apply_spec(spec).await;
+
+    let s = wait_condition::<MediaStack>(&ns, "home", "Stalled", "True", Some("ApplyFailed")).await;
+    let (_, _, message) = condition(&s, "Stalled").expect("Stalled");
+    assert!(
+        message.contains("cannot apply apps/Deployment/home-sonarr:"),
+        "the condition names the refused object: {message}"
+    );
+    assert!(
+        message.contains("must be less than or equal to memory limit"),
+        "and carries the server's message: {message}"
+    );
+    assert!(
+        condition(&s, "Ready").is_some_and(|c| c.0 == "False" && c.1 == "ApplyFailed"),
+        "Ready=False: {:?}",
+        condition(&s, "Ready")
+    );
+    mediastack_e2e::stack::wait_event(&ns, "ApplyFailed", "apps/Deployment/home-sonarr").await;
+
+    // The other children: radarr updated, bazarr pruned, sonarr's previous
+    // version kept as it was.
+    let radarr = deployments.get("home-radarr").await.expect("radarr");
+    let env = radarr.spec.template.spec.as_ref().expect("pod").containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        env.iter()
+            .any(|e| e.name == "E2E_MARK" && e.value.as_deref() == Some("applied")),
+        "radarr was applied after sonarr was refused"
+    );
+    wait_for("bazarr pruned", TIMEOUT, || async {
+        Ok(deployments.get_opt("home-bazarr").await?.is_none())
+    })
+    .await
+    .expect("bazarr pruned although sonarr was refused");
+    let sonarr_now = deployments.get("home-sonarr").await.expect("sonarr kept");
+    assert_eq!(
+        sonarr_now.metadata.generation, sonarr_before.metadata.generation,
+        "the refused child keeps its previous version"
+    );
+
+    // Fixed: Ready again, the stall gone.
+    apply_spec(base).await;
+    let s = wait_condition::<MediaStack>(&ns, "home", "Ready", "True", None).await;
+    assert!(
+        condition(&s, "Stalled").is_none_or(|c| c.0 == "False"),
+        "{:?}",
+        condition(&s, "Stalled")
+    );
+}

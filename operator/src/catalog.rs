@@ -51,13 +51,33 @@ pub enum Exporter {
     Native { path: &'static str },
 }
 
+/// Every app the operator knows. Code that treats one app differently
+/// matches on this, never on the name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AppId {
+    Jellyfin,
+    Jellyseerr,
+    Sonarr,
+    Radarr,
+    Prowlarr,
+    Bazarr,
+    Qbittorrent,
+    Dozzle,
+    Dashboard,
+}
+
 /// Facts about one app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct App {
+    pub id: AppId,
     /// Key under `spec.apps`, also the `app.kubernetes.io/name` label.
     pub name: &'static str,
     /// Human name, for the dashboard.
     pub title: &'static str,
+    /// The dashboard group it is listed under.
+    pub group: &'static str,
+    /// Its line on the dashboard; empty for none.
+    pub description: &'static str,
     /// Default image: a pinned tag, never `latest`.
     pub image: &'static str,
     /// HTTP port of the web UI.
@@ -92,8 +112,11 @@ const CONFIG: &[ConfigMount] = &[ConfigMount {
 /// Every app the operator knows, in start order.
 pub const APPS: &[App] = &[
     App {
+        id: AppId::Jellyfin,
         name: "jellyfin",
         title: "Jellyfin",
+        group: "Media",
+        description: "Watch movies and series",
         image: "jellyfin/jellyfin:10.11.5",
         port: 8096,
         health: Health::Http("/health"),
@@ -116,8 +139,11 @@ pub const APPS: &[App] = &[
         binds_to_tunnel: false,
     },
     App {
+        id: AppId::Jellyseerr,
         name: "jellyseerr",
         title: "Jellyseerr",
+        group: "Media",
+        description: "Request movies and series",
         image: "ghcr.io/seerr-team/seerr:v3.0.1",
         port: 5055,
         health: Health::Http("/api/v1/status"),
@@ -137,8 +163,11 @@ pub const APPS: &[App] = &[
         binds_to_tunnel: false,
     },
     App {
+        id: AppId::Sonarr,
         name: "sonarr",
         title: "Sonarr",
+        group: "Library",
+        description: "Series",
         image: "lscr.io/linuxserver/sonarr:4.0.16",
         port: 8989,
         health: Health::Http("/ping"),
@@ -159,8 +188,11 @@ pub const APPS: &[App] = &[
         binds_to_tunnel: false,
     },
     App {
+        id: AppId::Radarr,
         name: "radarr",
         title: "Radarr",
+        group: "Library",
+        description: "Movies",
         image: "lscr.io/linuxserver/radarr:6.0.4",
         port: 7878,
         health: Health::Http("/ping"),
@@ -181,8 +213,11 @@ pub const APPS: &[App] = &[
         binds_to_tunnel: false,
     },
     App {
+        id: AppId::Prowlarr,
         name: "prowlarr",
         title: "Prowlarr",
+        group: "Library",
+        description: "Indexers",
         image: "lscr.io/linuxserver/prowlarr:2.3.0",
         port: 9696,
         health: Health::Http("/ping"),
@@ -199,8 +234,11 @@ pub const APPS: &[App] = &[
         binds_to_tunnel: false,
     },
     App {
+        id: AppId::Bazarr,
         name: "bazarr",
         title: "Bazarr",
+        group: "Library",
+        description: "Subtitles",
         image: "lscr.io/linuxserver/bazarr:1.5.3",
         port: 6767,
         // `/ping` is not a Bazarr route; this is (v1.5.2+).
@@ -222,8 +260,11 @@ pub const APPS: &[App] = &[
         binds_to_tunnel: false,
     },
     App {
+        id: AppId::Qbittorrent,
         name: "qbittorrent",
         title: "qBittorrent",
+        group: "Downloads",
+        description: "Downloads, through the VPN",
         image: "lscr.io/linuxserver/qbittorrent:5.1.4",
         port: 8080,
         health: Health::Tcp,
@@ -244,8 +285,11 @@ pub const APPS: &[App] = &[
         binds_to_tunnel: true,
     },
     App {
+        id: AppId::Dozzle,
         name: "dozzle",
         title: "Dozzle",
+        group: "System",
+        description: "Live logs",
         image: "amir20/dozzle:v8.14.0",
         port: 8080,
         health: Health::Http("/healthcheck"),
@@ -262,8 +306,11 @@ pub const APPS: &[App] = &[
         binds_to_tunnel: false,
     },
     App {
+        id: AppId::Dashboard,
         name: "dashboard",
         title: "Dashboard",
+        group: "Apps",
+        description: "",
         image: "ghcr.io/gethomepage/homepage:v1.7.0",
         port: 3000,
         health: Health::Http("/api/healthcheck"),
@@ -289,24 +336,28 @@ pub fn app(name: &str) -> Option<&'static App> {
 impl Apps {
     /// The spec of the app called `name`, when its key is present.
     pub fn get(&self, name: &str) -> Option<&AppSpec> {
-        match name {
-            "jellyfin" => self.jellyfin.as_ref(),
-            "jellyseerr" => self.jellyseerr.as_ref(),
-            "sonarr" => self.sonarr.as_ref(),
-            "radarr" => self.radarr.as_ref(),
-            "prowlarr" => self.prowlarr.as_ref(),
-            "bazarr" => self.bazarr.as_ref(),
-            "qbittorrent" => self.qbittorrent.as_ref(),
-            "dozzle" => self.dozzle.as_ref(),
-            "dashboard" => self.dashboard.as_ref(),
-            _ => None,
+        app(name).and_then(|a| self.spec(a.id))
+    }
+
+    /// The spec of app `id`, when its key is present.
+    pub fn spec(&self, id: AppId) -> Option<&AppSpec> {
+        match id {
+            AppId::Jellyfin => self.jellyfin.as_ref(),
+            AppId::Jellyseerr => self.jellyseerr.as_ref(),
+            AppId::Sonarr => self.sonarr.as_ref(),
+            AppId::Radarr => self.radarr.as_ref(),
+            AppId::Prowlarr => self.prowlarr.as_ref(),
+            AppId::Bazarr => self.bazarr.as_ref(),
+            AppId::Qbittorrent => self.qbittorrent.as_ref(),
+            AppId::Dozzle => self.dozzle.as_ref(),
+            AppId::Dashboard => self.dashboard.as_ref(),
         }
     }
 
     /// Enabled apps with their facts, in catalog (start) order.
     pub fn enabled(&self) -> impl Iterator<Item = (&'static App, &AppSpec)> {
         APPS.iter()
-            .filter_map(|a| self.get(a.name).filter(|s| s.enabled).map(|s| (a, s)))
+            .filter_map(|a| self.spec(a.id).filter(|s| s.enabled).map(|s| (a, s)))
     }
 }
 

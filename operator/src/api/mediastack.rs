@@ -644,7 +644,7 @@ fn default_existing_entry_points() -> Vec<String> {
 impl Traefik {
     /// Whether the stack runs its own Traefik: `managed`, with auto (unset)
     /// taken as true. The reconciler resolves auto from the cluster before
-    /// rendering (see `reconcile::mediastack::resolve_traefik`).
+    /// rendering (see `reconcile::resolve::resolve_traefik`).
     pub fn is_managed(&self) -> bool {
         self.managed.unwrap_or(true)
     }

@@ -2,6 +2,7 @@
 //! only: no client code lives here.
 
 pub mod common;
+pub mod condition;
 pub mod ingressroute;
 pub mod mediastack;
 pub mod vpngateway;

@@ -1,42 +1,34 @@
 //! The IngressRoute controller: our route -> Traefik IngressRoute and
-//! Middlewares, with host-clash detection and status.
+//! Middlewares, with host-clash detection and status. Stages: resolve the
+//! stack and the other routes -> check the host (pure) -> render (pure) ->
+//! apply (per child) and prune -> check the backend -> status (pure) ->
+//! write status and events.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource};
-use kube::core::GroupVersionKind;
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 
-use super::mediastack::{crd_exists, publish};
-use super::status::{self, Cond};
-use super::{Context, Error, apply};
-use crate::api::{IngressRoute, IngressRouteStatus};
+use super::children::Applied;
+use super::resolve::{crd_exists, resolve_traefik, traefik_kinds};
+use super::status::{self, Cond, RouteInput, Stall};
+use super::{Context, Error, apply, report};
+use crate::api::IngressRoute;
+use crate::api::condition::{ConditionType, Reason};
 use crate::render::meta::{MANAGER, Parent, STACK_LABEL};
 use crate::render::route::{self, RouteContext};
 
-/// CRD that must exist before Traefik objects can be applied.
-pub const TRAEFIK_CRD: &str = "ingressroutes.traefik.io";
-
-/// The Traefik kinds the operator creates.
-pub(crate) fn traefik_kinds() -> Vec<ApiResource> {
-    ["IngressRoute:ingressroutes", "Middleware:middlewares"]
-        .iter()
-        .filter_map(|k| k.split_once(':'))
-        .map(|(kind, plural)| {
-            ApiResource::from_gvk_with_plural(
-                &GroupVersionKind::gvk("traefik.io", "v1alpha1", kind),
-                plural,
-            )
-        })
-        .collect()
-}
+pub use super::resolve::TRAEFIK_CRD;
 
 /// Reconciles one of our IngressRoutes.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(kind = "IngressRoute", namespace = %route.namespace().unwrap_or_default(), name = %route.name_any())
+)]
 pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_timer("IngressRoute");
     let parent =
@@ -70,10 +62,10 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
         return finish(
             &route,
             &ctx,
-            Vec::new(),
-            Vec::new(),
-            Some(("StackNotFound", msg)),
-            Vec::new(),
+            RouteOutcome {
+                problem: Some((Reason::StackNotFound, msg)),
+                ..Default::default()
+            },
         )
         .await;
     };
@@ -92,23 +84,24 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
     };
     let resolved = {
         let mut s = stack.spec.clone();
-        s.ingress.traefik.managed =
-            Some(super::mediastack::resolve_traefik(&ctx, &stack.spec).await?);
+        s.ingress.traefik.managed = Some(resolve_traefik(&ctx, &stack.spec));
         s
     };
     let rctx = RouteContext::for_stack(&resolved, tunnel_ready);
     let hosts = route::hosts(&route, &rctx);
     let urls = route::urls(&route, &rctx);
 
-    if !crd_exists(&ctx, TRAEFIK_CRD).await? {
+    if !crd_exists(&ctx, TRAEFIK_CRD) {
         let msg = "The traefik.io CRDs are not installed; install Traefik's CRDs".to_string();
         return finish(
             &route,
             &ctx,
-            hosts,
-            urls,
-            Some(("TraefikCRDNotInstalled", msg)),
-            Vec::new(),
+            RouteOutcome {
+                hosts,
+                urls,
+                problem: Some((Reason::TraefikCrdNotInstalled, msg)),
+                ..Default::default()
+            },
         )
         .await;
     }
@@ -128,7 +121,8 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
     let mine: BTreeSet<&String> = hosts.iter().collect();
     let key = |r: &IngressRoute| {
         let applied = r.status.as_ref().is_some_and(|s| {
-            !s.conditions.is_empty() && !status::was_true(&s.conditions, "Stalled", "HostConflict")
+            !s.conditions.is_empty()
+                && !status::was_true(&s.conditions, ConditionType::Stalled, Reason::HostConflict)
         });
         (
             !applied,
@@ -150,36 +144,41 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
         (STACK_LABEL, parent.name.as_str()),
         ("app.kubernetes.io/managed-by", MANAGER),
     ];
-    let mut keep = BTreeSet::new();
-    let mut writes = 0;
+    let mut applied = Applied::default();
     let mut problem = None;
+    let mut keep = BTreeSet::new();
     if let Some((other, host)) = clash {
         problem = Some((
-            "HostConflict",
+            Reason::HostConflict,
             format!(
                 "host {host} is already served by IngressRoute {other}; this route is not applied"
             ),
         ));
     } else {
-        let children = route::traefik_objects(&route, &parent, &rctx).map_err(Error::Render)?;
-        for child in &children {
-            keep.insert(child.id());
-            writes += usize::from(apply::apply(&ctx.client, &ctx.cache, child).await?);
+        match route::traefik_objects(&route, &parent, &rctx) {
+            Ok(children) => {
+                keep = children.iter().map(|c| c.id()).collect();
+                applied.apply_all(&ctx.client, &ctx.cache, &children).await;
+            }
+            Err(e) => problem = Some((Reason::InvalidSpec, e.to_string())),
         }
     }
-    writes += apply::prune(
-        &ctx.client,
-        &ctx.cache,
-        &ns,
-        &selector,
-        &traefik_kinds(),
-        &keep,
-        &parent.owner.uid,
-    )
-    .await?
-    .len();
-    if writes > 0 {
-        ctx.metrics.writes(writes);
+    // The keep set holds every desired child, applied or not: a child whose
+    // apply failed keeps its previous version.
+    applied.record_prune(
+        apply::prune(
+            &ctx.client,
+            &ctx.cache,
+            &ns,
+            &selector,
+            &traefik_kinds(),
+            &keep,
+            &parent.owner.uid,
+        )
+        .await,
+    );
+    if applied.changes() > 0 {
+        ctx.metrics.writes(applied.changes());
     }
 
     let mut extra = Vec::new();
@@ -196,7 +195,7 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
             .is_none()
     {
         problem = Some((
-            "ServiceNotFound",
+            Reason::ServiceNotFound,
             format!(
                 "Service {svc} does not exist in namespace {ns}; Traefik answers 404 until it does"
             ),
@@ -221,7 +220,7 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
             })?;
         if !usable_basic_auth(found.as_ref()) {
             problem = Some((
-                "AuthSecretNotFound",
+                Reason::AuthSecretNotFound,
                 format!(
                     "auth.basicAuthSecretRef: Secret {} does not exist in namespace {ns} or has                      neither an htpasswd `users` key nor (type kubernetes.io/basic-auth)                      `username` and `password`; Traefik refuses the route's requests until it does",
                     secret.name
@@ -238,9 +237,63 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
             .map(|(_, m)| m.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        extra.push(Cond::new("Insecure", true, *reason, message));
+        extra.push(Cond::new(
+            ConditionType::Insecure,
+            true,
+            warning_reason(reason),
+            message,
+        ));
     }
-    finish(&route, &ctx, hosts, urls, problem, extra).await
+    finish(
+        &route,
+        &ctx,
+        RouteOutcome {
+            hosts,
+            urls,
+            problem,
+            extra,
+            applied,
+        },
+    )
+    .await
+}
+
+/// What the route's reconcile found and did, for the status stage.
+#[derive(Debug, Default)]
+struct RouteOutcome {
+    hosts: Vec<String>,
+    urls: Vec<String>,
+    problem: Option<(Reason, String)>,
+    extra: Vec<Cond>,
+    applied: Applied,
+}
+
+/// The [`Reason`] of a warning of `route::warnings` (written as its string
+/// by the pure render layer).
+fn warning_reason(reason: &str) -> Reason {
+    Reason::parse(reason).unwrap_or(Reason::PublicWithoutAuth)
+}
+
+/// The status stage (pure, [`status::ingressroute`]), then writing it.
+async fn finish(
+    route: &IngressRoute,
+    ctx: &Context,
+    outcome: RouteOutcome,
+) -> Result<Action, Error> {
+    let report = status::ingressroute(&RouteInput {
+        route,
+        hosts: outcome.hosts,
+        urls: outcome.urls,
+        problem: outcome.problem.map(|(r, m)| Stall::new(r, m)),
+        extra: outcome.extra,
+        applied: &outcome.applied,
+        resync: ctx.resync,
+    });
+    report::send(ctx, route, &report).await?;
+    if let Some(e) = outcome.applied.retry {
+        return Err(e);
+    }
+    Ok(Action::requeue(report.requeue))
 }
 
 /// Whether Traefik's basicAuth can read users from `secret`: an htpasswd
@@ -260,62 +313,4 @@ fn usable_basic_auth(secret: Option<&Secret>) -> bool {
         || (secret.type_.as_deref() == Some("kubernetes.io/basic-auth")
             && has("username")
             && has("password"))
-}
-
-async fn finish(
-    route: &IngressRoute,
-    ctx: &Context,
-    hosts: Vec<String>,
-    urls: Vec<String>,
-    problem: Option<(&'static str, String)>,
-    extra: Vec<Cond>,
-) -> Result<Action, Error> {
-    let mut conds = match &problem {
-        // A missing Service is expected to resolve by itself (apps start later): not stalled.
-        Some((r @ ("ServiceNotFound" | "AuthSecretNotFound"), m)) => {
-            status::kstatus(false, None, Some((r, m.as_str())))
-        }
-        Some((r, m)) => status::kstatus(false, Some((r, m.as_str())), None),
-        None => status::kstatus(true, None, None),
-    };
-    if extra.is_empty() {
-        conds.push(Cond::new(
-            "Insecure",
-            false,
-            "Secure",
-            "The route has auth or is not public",
-        ));
-    } else {
-        conds.extend(extra);
-    }
-    let old = route.status.clone().unwrap_or_default();
-    let new = IngressRouteStatus {
-        observed_generation: route.metadata.generation,
-        conditions: status::merge(&old.conditions, &conds, route.metadata.generation),
-        hosts,
-        urls,
-    };
-    if !(old.observed_generation == new.observed_generation
-        && status::same(&old.conditions, &new.conditions)
-        && old.hosts == new.hosts
-        && old.urls == new.urls)
-    {
-        // A missing auth Secret is not stalled (it may be created next) but
-        // is the user's to fix: it gets its Warning too.
-        for c in conds.iter().filter(|c| {
-            c.status
-                && (c.type_ == "Stalled"
-                    || c.type_ == "Insecure"
-                    || (c.type_ == "Reconciling" && c.reason == "AuthSecretNotFound"))
-        }) {
-            if !status::was_true(&old.conditions, c.type_, &c.reason) {
-                publish(ctx, route, EventType::Warning, &c.reason, c.message.clone()).await;
-            }
-        }
-        status::write(ctx, route, &new).await?;
-    }
-    Ok(match problem {
-        Some(_) => Action::requeue(Duration::from_secs(30)),
-        None => Action::requeue(ctx.resync),
-    })
 }

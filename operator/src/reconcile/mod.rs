@@ -1,10 +1,17 @@
 //! I/O: resolve references, apply and prune children, write status.
-//! One module per controller plus the shared apply and status helpers.
+//! One module per controller (`mediastack`, `vpngateway`, `ingressroute`)
+//! plus the stages they share: `resolve` (reads several controllers make),
+//! `apply` and `children` (the apply stage and its result), `status` (the
+//! pure status stage) and `report` (writing status and events). The
+//! controllers depend on the shared modules, never on each other.
 
 pub mod apply;
 pub mod cache;
+pub mod children;
 pub mod ingressroute;
 pub mod mediastack;
+pub mod report;
+pub mod resolve;
 pub mod status;
 pub mod vpngateway;
 

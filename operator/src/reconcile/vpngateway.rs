@@ -8,21 +8,26 @@
 //! (scaled to 0 with the sidecar kept in the pod template) until it is back.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 
-use super::mediastack::publish;
-use super::status;
-use super::{Context, Error};
-use crate::api::{VpnGateway, VpnGatewayStatus};
+use super::resolve::cluster_subnets;
+use super::status::{self, GatewayInput, Stall};
+use super::{Context, Error, report};
+use crate::api::VpnGateway;
+use crate::api::condition::{ConditionType, Reason};
 use crate::render::vpn;
 
-/// Reconciles one VpnGateway.
+/// Reconciles one VpnGateway: resolve its Secret, the cluster's ranges and
+/// its consumers -> validate (pure) -> status (pure) -> write.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(kind = "VpnGateway", namespace = %gw.namespace().unwrap_or_default(), name = %gw.name_any())
+)]
 pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_timer("VpnGateway");
     ctx.cache.wait_ready().await;
@@ -37,9 +42,11 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
             what: format!("Secret/{secret_name}"),
             source,
         })?;
-    let cluster = super::mediastack::cluster_subnets(&ctx).await?;
-    let verdict = vpn::validate(&gw, secret.as_ref())
-        .and_then(|()| vpn::check_cluster_subnets(&gw, secret.as_ref(), &cluster));
+    let cluster = cluster_subnets(&ctx);
+    let invalid = vpn::validate(&gw, secret.as_ref())
+        .and_then(|()| vpn::check_cluster_subnets(&gw, secret.as_ref(), &cluster))
+        .err()
+        .map(|inv| Stall::new(validation_reason(inv.reason), inv.message));
 
     let mut consumers: Vec<String> = ctx
         .cache
@@ -56,42 +63,8 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
         .collect();
     consumers.sort();
 
-    let port_forwarding = if !gw.spec.port_forwarding.enabled {
-        "Disabled"
-    } else if gw.spec.provider.supports_port_forwarding() {
-        "Enabled"
-    } else {
-        "Unsupported"
-    };
-    let mut conds = match &verdict {
-        Ok(()) => status::kstatus(true, None, None),
-        Err(inv) => status::kstatus(false, Some((inv.reason, inv.message.as_str())), None),
-    };
-    conds.push(match port_forwarding {
-        "Unsupported" => status::Cond::new(
-            "PortForwarding",
-            false,
-            "Unsupported",
-            format!(
-                "{:?} does not support port forwarding; no port is forwarded",
-                gw.spec.provider
-            ),
-        ),
-        "Enabled" => status::Cond::new(
-            "PortForwarding",
-            true,
-            "Enabled",
-            "The forwarded port is set as the consumer's listen port",
-        ),
-        _ => status::Cond::new(
-            "PortForwarding",
-            false,
-            "Disabled",
-            "portForwarding.enabled is false",
-        ),
-    });
-
-    {
+    // The consumer pods' store (always watched).
+    let tunnel = Some({
         let pods: Vec<Arc<Pod>> = ctx
             .cache
             .consumer_pods
@@ -103,54 +76,36 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
                     && p.annotations().get(vpn::GATEWAY_ANNOTATION) == Some(&name)
             })
             .collect();
-        conds.push(tunnel_ready(&pods));
-    }
+        tunnel_ready(&pods)
+    });
 
-    let old = gw.status.clone().unwrap_or_default();
-    let new = VpnGatewayStatus {
-        observed_generation: gw.metadata.generation,
-        conditions: status::merge(&old.conditions, &conds, gw.metadata.generation),
+    let report = status::vpngateway(&GatewayInput {
+        gateway: &gw,
+        invalid,
         consumers,
-        port_forwarding: Some(port_forwarding.to_string()),
-    };
-    let changed = !(old.observed_generation == new.observed_generation
-        && status::same(&old.conditions, &new.conditions)
-        && old.consumers == new.consumers
-        && old.port_forwarding == new.port_forwarding);
-    if changed {
-        if let Err(inv) = &verdict {
-            let was = status::was_true(&old.conditions, "Stalled", inv.reason);
-            if !was {
-                let note = format!(
-                    "{}; consumers {} are held at 0 replicas (fail closed)",
-                    inv.message,
-                    if new.consumers.is_empty() {
-                        "(none)".to_string()
-                    } else {
-                        new.consumers.join(", ")
-                    }
-                );
-                publish(&ctx, gw.as_ref(), EventType::Warning, inv.reason, note).await;
-            }
-        }
-        status::write(&ctx, gw.as_ref(), &new).await?;
-    }
-    Ok(Action::requeue(if verdict.is_ok() {
-        ctx.resync
-    } else {
-        Duration::from_secs(30)
-    }))
+        tunnel,
+        resync: ctx.resync,
+    });
+    report::send(&ctx, gw.as_ref(), &report).await?;
+    Ok(Action::requeue(report.requeue))
+}
+
+/// The [`Reason`] of a `render::vpn::reason` constant (each has a variant:
+/// see the test in `api::condition`).
+fn validation_reason(reason: &str) -> Reason {
+    Reason::parse(reason).unwrap_or(Reason::SecretKeyInvalid)
 }
 
 /// `TunnelReady`: true when there is at least one consumer pod and gluetun
 /// is ready (its health check passes: the tunnel works) in every one of
 /// them. Names the pods whose tunnel is down; never reads a Secret.
 pub fn tunnel_ready(pods: &[Arc<Pod>]) -> status::Cond {
+    let t = ConditionType::TunnelReady;
     if pods.is_empty() {
         return status::Cond::new(
-            "TunnelReady",
+            t,
             false,
-            "NoConsumerPods",
+            Reason::NoConsumerPods,
             "No consumer pod is running, so no tunnel is up (a blocked consumer is held at 0 replicas)",
         );
     }
@@ -162,9 +117,9 @@ pub fn tunnel_ready(pods: &[Arc<Pod>]) -> status::Cond {
     down.sort();
     if down.is_empty() {
         status::Cond::new(
-            "TunnelReady",
+            t,
             true,
-            "Connected",
+            Reason::Connected,
             format!(
                 "gluetun reports the tunnel healthy in {} consumer pod(s)",
                 pods.len()
@@ -172,9 +127,9 @@ pub fn tunnel_ready(pods: &[Arc<Pod>]) -> status::Cond {
         )
     } else {
         status::Cond::new(
-            "TunnelReady",
+            t,
             false,
-            "NotConnected",
+            Reason::NotConnected,
             format!(
                 "gluetun's health check fails in {} of {} consumer pod(s) ({}): the tunnel is not up; \
                  check the credentials and `kubectl logs <pod> -c {}`",
@@ -228,15 +183,15 @@ mod tests {
     fn tunnel_ready_needs_a_ready_gluetun_in_every_consumer_pod() {
         let none = tunnel_ready(&[]);
         assert!(!none.status);
-        assert_eq!(none.reason, "NoConsumerPods");
+        assert_eq!(none.reason, Reason::NoConsumerPods);
 
         let up = tunnel_ready(&[pod("a", Some(true)), pod("b", Some(true))]);
         assert!(up.status, "{up:?}");
-        assert_eq!(up.reason, "Connected");
+        assert_eq!(up.reason, Reason::Connected);
 
         let down = tunnel_ready(&[pod("a", Some(true)), pod("b", Some(false)), pod("c", None)]);
         assert!(!down.status);
-        assert_eq!(down.reason, "NotConnected");
+        assert_eq!(down.reason, Reason::NotConnected);
         assert!(down.message.contains("2 of 3"), "{}", down.message);
         assert!(down.message.contains("b, c"), "{}", down.message);
     }

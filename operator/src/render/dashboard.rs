@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use super::meta::Parent;
 use super::{Child, RenderError};
 use crate::api::mediastack::{AppSpec, Domain, MediaStackSpec};
-use crate::catalog::{App, Health};
+use crate::catalog::{App, AppId, Health};
 
 /// Catalog name of the dashboard app.
 pub const APP: &str = "dashboard";
@@ -103,31 +103,6 @@ pub fn allowed_hosts(dashboard: &App, spec: &MediaStackSpec) -> Option<String> {
 
 const SETTINGS: &str = "title: \"Media stack\"\nstatusStyle: \"basic\"\ndisableUpdateCheck: true\n";
 
-/// Homepage group an app is listed under.
-fn group(app: &str) -> &'static str {
-    match app {
-        "jellyfin" | "jellyseerr" => "Media",
-        "sonarr" | "radarr" | "prowlarr" | "bazarr" => "Library",
-        "qbittorrent" => "Downloads",
-        "dozzle" => "System",
-        _ => "Apps",
-    }
-}
-
-fn description(app: &str) -> &'static str {
-    match app {
-        "jellyfin" => "Watch movies and series",
-        "jellyseerr" => "Request movies and series",
-        "sonarr" => "Series",
-        "radarr" => "Movies",
-        "prowlarr" => "Indexers",
-        "bazarr" => "Subtitles",
-        "qbittorrent" => "Downloads, through the VPN",
-        "dozzle" => "Live logs",
-        _ => "",
-    }
-}
-
 /// A YAML double-quoted scalar (JSON string syntax is valid YAML).
 fn quoted(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
@@ -139,7 +114,11 @@ fn quoted(s: &str) -> String {
 /// would always show it as down.
 fn services_yaml(parent: &Parent, spec: &MediaStackSpec) -> String {
     let mut groups: Vec<(&'static str, String)> = Vec::new();
-    for (app, app_spec) in spec.apps.enabled().filter(|(a, _)| a.name != APP) {
+    for (app, app_spec) in spec
+        .apps
+        .enabled()
+        .filter(|(a, _)| a.id != AppId::Dashboard)
+    {
         let mut entry = format!("    - {}:\n", quoted(app.title));
         let _ = writeln!(
             entry,
@@ -149,9 +128,8 @@ fn services_yaml(parent: &Parent, spec: &MediaStackSpec) -> String {
         if let Some(host) = local_host(app, app_spec, &spec.domain) {
             let _ = writeln!(entry, "        href: {}", quoted(&format!("http://{host}")));
         }
-        let desc = description(app.name);
-        if !desc.is_empty() {
-            let _ = writeln!(entry, "        description: {}", quoted(desc));
+        if !app.description.is_empty() {
+            let _ = writeln!(entry, "        description: {}", quoted(app.description));
         }
         let path = match app.health {
             Health::Http(path) => path,
@@ -164,7 +142,7 @@ fn services_yaml(parent: &Parent, spec: &MediaStackSpec) -> String {
             app.port
         );
         let _ = writeln!(entry, "        siteMonitor: {}", quoted(&monitor));
-        let name = group(app.name);
+        let name = app.group;
         match groups.iter_mut().find(|(g, _)| *g == name) {
             Some((_, body)) => body.push_str(&entry),
             None => groups.push((name, entry)),

@@ -96,9 +96,13 @@ impl Child {
 }
 
 /// `group/Kind/name` of an object of `api` (see [`Child::id`]); the core
-/// group is empty (`/Service/name`).
+/// group has no prefix (`Service/name`).
 pub fn child_id(api: &ApiResource, name: &str) -> String {
-    format!("{}/{}/{name}", api.group, api.kind)
+    if api.group.is_empty() {
+        format!("{}/{name}", api.kind)
+    } else {
+        format!("{}/{}/{name}", api.group, api.kind)
+    }
 }
 
 /// Errors of the pure render step. They mean the spec cannot be rendered
@@ -220,6 +224,6 @@ mod tests {
             ..Default::default()
         })
         .expect("service");
-        assert_eq!(svc.id(), "/Service/a");
+        assert_eq!(svc.id(), "Service/a");
     }
 }

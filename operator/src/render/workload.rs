@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, HTTPHeader, HostPathVolumeSource, PersistentVolumeClaim,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort,
-    ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service,
+    TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -26,7 +26,7 @@ use super::{Child, Inputs, RenderError, dashboard, datatree, dozzle, storage};
 use crate::api::mediastack::{
     AppSpec, CacheVolume, HardwareAcceleration, Identity, MediaStackSpec,
 };
-use crate::catalog::{App, Health, IdentityStyle};
+use crate::catalog::{App, AppId, Health, IdentityStyle};
 
 /// Name of the app's container port (and the Service port's target).
 pub use super::meta::HTTP_PORT;
@@ -80,139 +80,210 @@ pub fn app(
 ) -> Result<AppObjects, RenderError> {
     let name = parent.child_name(app.name);
     let waiting_for = waiting_for(spec, app, inputs);
+    let mut parts = PodParts::common(parent, spec, app)?;
+    parts.add_app_specifics(parent, spec, app, app_spec);
+    parts.env.extend(user_api_key(app, app_spec));
+    let mut extra = Vec::new();
+    for alias in &app_spec.service_aliases {
+        extra.push(Child::typed(&alias_service(parent, app, alias))?);
+    }
+    Ok(AppObjects {
+        deployment: deployment(
+            parent,
+            spec,
+            app,
+            app_spec,
+            &name,
+            parts,
+            waiting_for.is_some(),
+        ),
+        service: http_service(parent, app, parent.meta(&name, app.name, "app")),
+        config_claim: storage::config_claim(parent, spec, app),
+        extra,
+        waiting_for,
+    })
+}
 
-    let mut volumes = Vec::new();
-    let mut mounts = Vec::new();
-    if let Some(data) = &app.data {
-        volumes.push(storage::data_volume(parent, &spec.storage.data)?);
-        mounts.push(storage::data_mount(data));
-    }
-    if let Some(config) = storage::config_volume(parent, spec, app)? {
-        volumes.push(config);
-        mounts.extend(storage::config_mounts(spec, app));
+/// What an app's pod is made of, collected before the pod is assembled.
+#[derive(Default)]
+struct PodParts {
+    volumes: Vec<Volume>,
+    mounts: Vec<VolumeMount>,
+    /// Ours; the user's `env` is merged over it last.
+    env: Vec<EnvVar>,
+    annotations: BTreeMap<String, String>,
+    service_account: Option<String>,
+    /// `Host` header of the HTTP probes (default: the pod IP).
+    probe_host: Option<String>,
+    supplemental_groups: Option<Vec<i64>>,
+    /// Device-plugin resources added to the limits.
+    device_limits: BTreeMap<String, Quantity>,
+}
+
+impl PodParts {
+    /// What every app gets: the data tree and config claim mounts, `TZ`,
+    /// the identity variables of linuxserver images, and the annotation
+    /// naming the app container.
+    fn common(parent: &Parent, spec: &MediaStackSpec, app: &App) -> Result<Self, RenderError> {
+        let mut parts = Self::default();
+        if let Some(data) = &app.data {
+            parts
+                .volumes
+                .push(storage::data_volume(parent, &spec.storage.data)?);
+            parts.mounts.push(storage::data_mount(data));
+        }
+        if let Some(config) = storage::config_volume(parent, spec, app)? {
+            parts.volumes.push(config);
+            parts.mounts.extend(storage::config_mounts(spec, app));
+        }
+        parts.env.push(env_var("TZ", &spec.timezone));
+        if app.identity == IdentityStyle::Linuxserver {
+            parts
+                .env
+                .push(env_var("PUID", &spec.identity.uid.to_string()));
+            parts
+                .env
+                .push(env_var("PGID", &spec.identity.gid.to_string()));
+            parts.env.push(env_var("UMASK", &spec.identity.umask));
+        }
+        parts.annotations.insert(
+            DEFAULT_CONTAINER_ANNOTATION.to_string(),
+            app.name.to_string(),
+        );
+        Ok(parts)
     }
 
-    let mut env = vec![env_var("TZ", &spec.timezone)];
-    if app.identity == IdentityStyle::Linuxserver {
-        env.push(env_var("PUID", &spec.identity.uid.to_string()));
-        env.push(env_var("PGID", &spec.identity.gid.to_string()));
-        env.push(env_var("UMASK", &spec.identity.umask));
-    }
-    let mut annotations = BTreeMap::from([(
-        DEFAULT_CONTAINER_ANNOTATION.to_string(),
-        app.name.to_string(),
-    )]);
-    let mut service_account = None;
-    let mut probe_host = None;
-    let mut supplemental_groups = None;
-    let mut device_limits: BTreeMap<String, Quantity> = BTreeMap::new();
-    match app.name {
-        JELLYFIN => {
-            volumes.push(cache_volume(app_spec.cache.as_ref()));
-            mounts.push(mount(CACHE_VOLUME, CACHE_DIR, None));
-            match &app_spec.hardware_acceleration {
-                Some(HardwareAcceleration { dri: Some(dri), .. }) => {
-                    volumes.push(Volume {
-                        name: DRI_VOLUME.into(),
-                        host_path: Some(HostPathVolumeSource {
-                            path: DRI_DIR.into(),
-                            type_: Some("Directory".into()),
-                        }),
-                        ..Default::default()
-                    });
-                    mounts.push(mount(DRI_VOLUME, DRI_DIR, None));
-                    supplemental_groups = Some(vec![dri.render_group]);
-                }
-                Some(HardwareAcceleration {
-                    device_plugin: Some(plugin),
-                    ..
-                }) => {
-                    device_limits
-                        .insert(plugin.resource.clone(), Quantity(plugin.count.to_string()));
-                }
-                _ => {}
+    /// What only some apps need.
+    fn add_app_specifics(
+        &mut self,
+        parent: &Parent,
+        spec: &MediaStackSpec,
+        app: &App,
+        app_spec: &AppSpec,
+    ) {
+        match app.id {
+            AppId::Jellyfin => self.jellyfin(app_spec),
+            AppId::Qbittorrent => {
+                self.env.push(env_var("WEBUI_PORT", &app.port.to_string()));
+                // Kept at the image default; useless with Mullvad (no port
+                // forwarding), so no Service port is opened for it.
+                self.env.push(env_var("TORRENTING_PORT", "6881"));
+            }
+            AppId::Dozzle => self.dozzle(parent),
+            AppId::Dashboard => self.dashboard(parent, spec, app),
+            AppId::Jellyseerr | AppId::Sonarr | AppId::Radarr | AppId::Prowlarr | AppId::Bazarr => {
             }
         }
-        "qbittorrent" => {
-            env.push(env_var("WEBUI_PORT", &app.port.to_string()));
-            // Kept at the image default; useless with Mullvad (no port
-            // forwarding), so no Service port is opened for it.
-            env.push(env_var("TORRENTING_PORT", "6881"));
-        }
-        dozzle::APP => {
-            env.push(env_var("DOZZLE_MODE", "k8s"));
-            env.push(env_var("DOZZLE_NAMESPACE", &parent.namespace));
-            env.push(env_var("DOZZLE_ENABLE_ACTIONS", "false"));
-            env.push(env_var("DOZZLE_NO_ANALYTICS", "true"));
-            // `/healthcheck` is always served; nothing to switch on. Settings
-            // in /data are rebuilt on restart: an emptyDir is enough.
-            volumes.push(empty_dir("dozzle-data"));
-            mounts.push(mount("dozzle-data", "/data", None));
-            service_account = Some(dozzle::service_account_name(parent));
-        }
-        dashboard::APP => {
-            if let Some(hosts) = dashboard::allowed_hosts(app, spec) {
-                env.push(env_var("HOMEPAGE_ALLOWED_HOSTS", &hosts));
-            }
-            env.push(env_var("LOG_TARGETS", "stdout"));
-            let files = dashboard::config_files(parent, spec);
-            annotations.insert(
-                dashboard::CONFIG_HASH_ANNOTATION.into(),
-                super::pod::config_hash(&files),
-            );
-            // A writable /app/config (Homepage copies default files it
-            // misses there) with each generated file mounted over it.
-            volumes.push(empty_dir("dashboard-dir"));
-            mounts.push(mount("dashboard-dir", dashboard::CONFIG_DIR, None));
-            volumes.push(Volume {
-                name: "dashboard-config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: dashboard::config_map_name(parent),
+    }
+
+    /// Jellyfin: its own `/cache` volume, and the hardware transcoding the
+    /// spec asks for (the host's `/dev/dri` with the render group, or a
+    /// device-plugin resource).
+    fn jellyfin(&mut self, app_spec: &AppSpec) {
+        self.volumes.push(cache_volume(app_spec.cache.as_ref()));
+        self.mounts.push(mount(CACHE_VOLUME, CACHE_DIR, None));
+        match &app_spec.hardware_acceleration {
+            Some(HardwareAcceleration { dri: Some(dri), .. }) => {
+                self.volumes.push(Volume {
+                    name: DRI_VOLUME.into(),
+                    host_path: Some(HostPathVolumeSource {
+                        path: DRI_DIR.into(),
+                        type_: Some("Directory".into()),
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            });
-            for file in files.keys() {
-                let path = format!("{}/{file}", dashboard::CONFIG_DIR);
-                mounts.push(VolumeMount {
-                    read_only: Some(true),
-                    ..mount("dashboard-config", &path, Some(file))
                 });
+                self.mounts.push(mount(DRI_VOLUME, DRI_DIR, None));
+                self.supplemental_groups = Some(vec![dri.render_group]);
             }
-            // Homepage answers 400 to a `Host` it does not allow; the
-            // kubelet would send the pod IP.
-            probe_host = Some(format!("localhost:{}", app.port));
+            Some(HardwareAcceleration {
+                device_plugin: Some(plugin),
+                ..
+            }) => {
+                self.device_limits
+                    .insert(plugin.resource.clone(), Quantity(plugin.count.to_string()));
+            }
+            _ => {}
         }
-        _ => {}
     }
-    if let (Some(key), Some(name)) = (&app_spec.api_key_secret_ref, app.api_key_env) {
-        // The user's existing key: the exporter reads the same variable.
-        env.push(EnvVar {
-            name: name.into(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: key.name.clone(),
-                    key: key.key.clone(),
-                    optional: None,
-                }),
+
+    /// Dozzle: Kubernetes mode in the stack's namespace, through its own
+    /// ServiceAccount.
+    fn dozzle(&mut self, parent: &Parent) {
+        self.env.push(env_var("DOZZLE_MODE", "k8s"));
+        self.env
+            .push(env_var("DOZZLE_NAMESPACE", &parent.namespace));
+        self.env.push(env_var("DOZZLE_ENABLE_ACTIONS", "false"));
+        self.env.push(env_var("DOZZLE_NO_ANALYTICS", "true"));
+        // `/healthcheck` is always served; nothing to switch on. Settings
+        // in /data are rebuilt on restart: an emptyDir is enough.
+        self.volumes.push(empty_dir("dozzle-data"));
+        self.mounts.push(mount("dozzle-data", "/data", None));
+        self.service_account = Some(dozzle::service_account_name(parent));
+    }
+
+    /// The dashboard: its generated files over a writable config dir, a
+    /// hash of them on the pod (a change rolls it), and probes with a
+    /// `Host` it allows.
+    fn dashboard(&mut self, parent: &Parent, spec: &MediaStackSpec, app: &App) {
+        if let Some(hosts) = dashboard::allowed_hosts(app, spec) {
+            self.env.push(env_var("HOMEPAGE_ALLOWED_HOSTS", &hosts));
+        }
+        self.env.push(env_var("LOG_TARGETS", "stdout"));
+        let files = dashboard::config_files(parent, spec);
+        self.annotations.insert(
+            dashboard::CONFIG_HASH_ANNOTATION.into(),
+            super::pod::config_hash(&files),
+        );
+        // A writable /app/config (Homepage copies default files it
+        // misses there) with each generated file mounted over it.
+        self.volumes.push(empty_dir("dashboard-dir"));
+        self.mounts
+            .push(mount("dashboard-dir", dashboard::CONFIG_DIR, None));
+        self.volumes.push(Volume {
+            name: "dashboard-config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: dashboard::config_map_name(parent),
                 ..Default::default()
             }),
+            ..Default::default()
         });
+        for file in files.keys() {
+            let path = format!("{}/{file}", dashboard::CONFIG_DIR);
+            self.mounts.push(VolumeMount {
+                read_only: Some(true),
+                ..mount("dashboard-config", &path, Some(file))
+            });
+        }
+        // Homepage answers 400 to a `Host` it does not allow; the
+        // kubelet would send the pod IP.
+        self.probe_host = Some(format!("localhost:{}", app.port));
     }
-    let env = merge_env(env, &app_spec.env);
+}
 
-    let (startup, liveness, readiness) = probes(app, probe_host.as_deref());
-    let image = app_spec
-        .image
-        .clone()
-        .unwrap_or_else(|| app.image.to_string());
-    // The data tree is laid out for the stack identity before the app starts.
-    let init_containers = app
-        .data
-        .is_some()
-        .then(|| vec![datatree::init_container(&image, &spec.identity)]);
-    let container = Container {
+/// The user's existing API key (`apiKeySecretRef`) in the app's own
+/// variable; the exporter reads the same variable.
+fn user_api_key(app: &App, app_spec: &AppSpec) -> Option<EnvVar> {
+    let (key, name) = (app_spec.api_key_secret_ref.as_ref()?, app.api_key_env?);
+    Some(EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: key.name.clone(),
+                key: key.key.clone(),
+                optional: None,
+            }),
+            ..Default::default()
+        }),
+    })
+}
+
+/// The app's container: image, port, env (the user's merged over ours),
+/// resources, probes, mounts, security context.
+fn container(app: &App, app_spec: &AppSpec, image: String, parts: &mut PodParts) -> Container {
+    let (startup, liveness, readiness) = probes(app, parts.probe_host.as_deref());
+    let mounts = std::mem::take(&mut parts.mounts);
+    Container {
         name: app.name.into(),
         image: Some(image),
         image_pull_policy: Some("IfNotPresent".into()),
@@ -222,13 +293,13 @@ pub fn app(
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
-        env: Some(env),
+        env: Some(merge_env(std::mem::take(&mut parts.env), &app_spec.env)),
         resources: Some(with_device_limits(
             app_spec
                 .resources
                 .clone()
                 .unwrap_or_else(|| default_resources(app)),
-            device_limits,
+            std::mem::take(&mut parts.device_limits),
         )),
         startup_probe: Some(startup),
         liveness_probe: Some(liveness),
@@ -236,26 +307,47 @@ pub fn app(
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
         security_context: container_security(app),
         ..Default::default()
-    };
+    }
+}
 
+/// The app's Deployment: one replica (none while it waits), its pod with
+/// the data-tree init step when it mounts the data tree.
+fn deployment(
+    parent: &Parent,
+    spec: &MediaStackSpec,
+    app: &App,
+    app_spec: &AppSpec,
+    name: &str,
+    mut parts: PodParts,
+    waits: bool,
+) -> Deployment {
+    let image = app_spec
+        .image
+        .clone()
+        .unwrap_or_else(|| app.image.to_string());
+    // The data tree is laid out for the stack identity before the app starts.
+    let init_containers = app
+        .data
+        .is_some()
+        .then(|| vec![datatree::init_container(&image, &spec.identity)]);
+    let container = container(app, app_spec, image, &mut parts);
     let pod = PodSpec {
         containers: vec![container],
         init_containers,
-        volumes: (!volumes.is_empty()).then_some(volumes),
+        volumes: (!parts.volumes.is_empty()).then_some(parts.volumes),
         security_context: Some(PodSecurityContext {
-            supplemental_groups,
+            supplemental_groups: parts.supplemental_groups,
             ..pod_security(app, &spec.identity)
         }),
-        service_account_name: service_account,
-        automount_service_account_token: Some(app.name == dozzle::APP),
+        service_account_name: parts.service_account,
+        automount_service_account_token: Some(app.id == AppId::Dozzle),
         enable_service_links: Some(false),
         ..Default::default()
     };
-
-    let deployment = Deployment {
-        metadata: parent.meta(&name, app.name, "app"),
+    Deployment {
+        metadata: parent.meta(name, app.name, "app"),
         spec: DeploymentSpec {
-            replicas: Some(if waiting_for.is_some() { 0 } else { 1 }),
+            replicas: Some(if waits { 0 } else { 1 }),
             revision_history_limit: Some(REVISION_HISTORY),
             selector: LabelSelector {
                 match_labels: Some(parent.selector(app.name)),
@@ -265,7 +357,7 @@ pub fn app(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(parent.labels(app.name, "app")),
-                    annotations: Some(annotations),
+                    annotations: Some(parts.annotations),
                     ..Default::default()
                 }),
                 spec: Some(pod),
@@ -273,37 +365,22 @@ pub fn app(
             ..Default::default()
         },
         ..Default::default()
-    };
-
-    let service = Service {
-        metadata: parent.meta(&name, app.name, "app"),
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            selector: Some(parent.selector(app.name)),
-            ports: Some(vec![ServicePort {
-                name: Some(HTTP_PORT.into()),
-                port: i32::from(app.port),
-                target_port: Some(IntOrString::String(HTTP_PORT.into())),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-
-    let mut extra = Vec::new();
-    for alias in &app_spec.service_aliases {
-        extra.push(Child::typed(&alias_service(parent, app, alias))?);
     }
+}
 
-    Ok(AppObjects {
-        deployment,
-        service,
-        config_claim: storage::config_claim(parent, spec, app),
-        extra,
-        waiting_for,
-    })
+/// A ClusterIP Service with `metadata` selecting the app's pods on its
+/// `http` port: the app's own Service and its aliases.
+fn http_service(parent: &Parent, app: &App, metadata: ObjectMeta) -> Service {
+    let mut service = super::pod::service(
+        metadata,
+        parent,
+        app.name,
+        vec![super::pod::service_port(HTTP_PORT, i32::from(app.port))],
+    );
+    if let Some(spec) = service.spec.as_mut() {
+        spec.type_ = Some("ClusterIP".into());
+    }
+    service
 }
 
 /// Value of `app.kubernetes.io/component` on the alias Services.
@@ -313,22 +390,7 @@ pub const ALIAS_COMPONENT: &str = "alias";
 /// on its `http` port, so `http://sonarr:8989` in a migrated config still
 /// resolves in the stack's namespace.
 pub fn alias_service(parent: &Parent, app: &App, alias: &str) -> Service {
-    Service {
-        metadata: parent.meta(alias, app.name, ALIAS_COMPONENT),
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            selector: Some(parent.selector(app.name)),
-            ports: Some(vec![ServicePort {
-                name: Some(HTTP_PORT.into()),
-                port: i32::from(app.port),
-                target_port: Some(IntOrString::String(HTTP_PORT.into())),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    http_service(parent, app, parent.meta(alias, app.name, ALIAS_COMPONENT))
 }
 
 /// What `app` waits for before it starts, if anything (see [`app`]).
@@ -380,7 +442,6 @@ pub const CACHE_VOLUME: &str = "cache";
 pub const CACHE_DIR: &str = "/cache";
 /// Size limit of the cache emptyDir when `apps.jellyfin.cache` sets none.
 pub const DEFAULT_CACHE_LIMIT: &str = "10Gi";
-const JELLYFIN: &str = "jellyfin";
 const DRI_VOLUME: &str = "dri";
 const DRI_DIR: &str = "/dev/dri";
 

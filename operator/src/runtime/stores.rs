@@ -30,7 +30,8 @@ use tracing::{debug, info, warn};
 use super::mappers;
 use crate::api::{IngressRoute, MediaStack, VpnGateway};
 use crate::reconcile::cache::{Cache, group_kind};
-use crate::reconcile::{ingressroute, mediastack};
+use crate::reconcile::mediastack;
+use crate::reconcile::resolve;
 use crate::render::meta::MANAGER;
 use crate::render::vpn;
 
@@ -249,7 +250,7 @@ impl ClusterFacts {
     fn of(cache: &Cache) -> Self {
         Self {
             subnets: cache.cluster_subnets(),
-            traefik_crd: cache.crd_exists(ingressroute::TRAEFIK_CRD),
+            traefik_crd: cache.crd_exists(resolve::TRAEFIK_CRD),
             monitoring_crd: cache.crd_exists(mediastack::SERVICE_MONITOR_CRD),
             traefik_class: cache.traefik_ingress_class(),
         }
@@ -623,9 +624,9 @@ fn third_party_kinds() -> Vec<(&'static str, ApiResource)> {
         .map(|ar| (mediastack::SERVICE_MONITOR_CRD, ar))
         .collect();
     out.extend(
-        ingressroute::traefik_kinds()
+        resolve::traefik_kinds()
             .into_iter()
-            .map(|ar| (ingressroute::TRAEFIK_CRD, ar)),
+            .map(|ar| (resolve::TRAEFIK_CRD, ar)),
     );
     out
 }

@@ -45,7 +45,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Type of the condition the wiring task owns in `status.conditions`.
-pub const WIRED_CONDITION: &str = "Wired";
+pub const WIRED_CONDITION: &str = crate::api::condition::ConditionType::Wired.as_str();
 
 /// Name of every object the operator creates inside an app.
 pub const MANAGED_NAME: &str = "mediastack";
