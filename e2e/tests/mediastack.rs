@@ -13,6 +13,20 @@ use mediastack_e2e::{TIMEOUT, apiserver_metrics, audited_writes, kubectl, sum_co
 use mediastack_operator::api::MediaStack;
 use serde_json::json;
 
+/// Server-side applies `spec` to the stack `home` (manager `e2e`, forced).
+async fn apply_spec(stacks: &Api<MediaStack>, spec: serde_json::Value) -> MediaStack {
+    stacks
+        .patch(
+            "home",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(
+                json!({"apiVersion": "mediastack.io/v1alpha1", "kind": "MediaStack", "spec": spec}),
+            ),
+        )
+        .await
+        .expect("patch stack")
+}
+
 const WITH_CONFIG: [&str; 7] = [
     "jellyfin",
     "jellyseerr",
@@ -282,15 +296,6 @@ async fn bad_input_gives_conditions_and_events_and_loses_nothing() {
     let (ns, _op, _) = ready_example_stack("bad").await;
     let deployments: Api<Deployment> = ns.api();
     let stacks: Api<MediaStack> = ns.api();
-    let patch = |spec: serde_json::Value| {
-        let stacks = stacks.clone();
-        async move {
-            stacks
-                .patch("home", &PatchParams::apply("e2e").force(), &Patch::Apply(json!({"apiVersion": "mediastack.io/v1alpha1", "kind": "MediaStack", "spec": spec})))
-                .await
-                .expect("patch stack")
-        }
-    };
     let base = serde_yaml::from_str::<serde_json::Value>(&example("examples/mediastack.yaml"))
         .expect("yaml")["spec"]
         .clone();
@@ -298,7 +303,7 @@ async fn bad_input_gives_conditions_and_events_and_loses_nothing() {
     // 1. A data claim that does not exist: stalled, nothing torn down.
     let mut spec = base.clone();
     spec["storage"]["data"] = json!({"claimName": "nope"});
-    patch(spec).await;
+    apply_spec(&stacks, spec).await;
     let s =
         wait_condition::<MediaStack>(&ns, "home", "Stalled", "True", Some("ClaimNotFound")).await;
     assert!(
@@ -323,7 +328,7 @@ async fn bad_input_gives_conditions_and_events_and_loses_nothing() {
     // 2. Dashboard auth Secret missing: stalled with its own reason.
     let mut spec = base.clone();
     spec["ingress"] = json!({"traefik": {"dashboardAuthSecretRef": {"name": "missing-users"}}});
-    patch(spec).await;
+    apply_spec(&stacks, spec).await;
     let s =
         wait_condition::<MediaStack>(&ns, "home", "Stalled", "True", Some("SecretNotFound")).await;
     assert!(condition(&s, "Ready").is_some_and(|c| c.0 == "False"));
@@ -334,7 +339,7 @@ async fn bad_input_gives_conditions_and_events_and_loses_nothing() {
     .expect("event");
 
     // 3. Back to valid: Ready again.
-    patch(base.clone()).await;
+    apply_spec(&stacks, base.clone()).await;
     wait_condition::<MediaStack>(&ns, "home", "Ready", "True", None).await;
 
     // 4. The VPN Secret loses a key: qBittorrent fails closed, others keep running.
@@ -469,15 +474,6 @@ async fn a_child_the_server_refuses_is_named_and_the_other_children_are_still_ap
     let base = serde_yaml::from_str::<serde_json::Value>(&example("examples/mediastack.yaml"))
         .expect("yaml")["spec"]
         .clone();
-    let apply_spec = |spec: serde_json::Value| {
-        let stacks = stacks.clone();
-        async move {
-            stacks
-                .patch("home", &PatchParams::apply("e2e").force(), &Patch::Apply(json!({"apiVersion": "mediastack.io/v1alpha1", "kind": "MediaStack", "spec": spec})))
-                .await
-                .expect("patch stack")
-        }
-    };
     let sonarr_before = deployments.get("home-sonarr").await.expect("sonarr");
 
     let mut spec = base.clone();
@@ -485,7 +481,7 @@ async fn a_child_the_server_refuses_is_named_and_the_other_children_are_still_ap
         json!({"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}});
     spec["apps"]["radarr"] = json!({"env": [{"name": "E2E_MARK", "value": "applied"}]});
     spec["apps"]["bazarr"] = json!({"enabled": false});
-    apply_spec(spec).await;
+    apply_spec(&stacks, spec).await;
 
     let s = wait_condition::<MediaStack>(&ns, "home", "Stalled", "True", Some("ApplyFailed")).await;
     let (_, _, message) = condition(&s, "Stalled").expect("Stalled");
@@ -528,7 +524,7 @@ async fn a_child_the_server_refuses_is_named_and_the_other_children_are_still_ap
     );
 
     // Fixed: Ready again, the stall gone.
-    apply_spec(base).await;
+    apply_spec(&stacks, base).await;
     let s = wait_condition::<MediaStack>(&ns, "home", "Ready", "True", None).await;
     assert!(
         condition(&s, "Stalled").is_none_or(|c| c.0 == "False"),

@@ -12,7 +12,6 @@
 //! client runs as the chart's ServiceAccount when `MEDIASTACK_OPERATOR_AS`
 //! is set (e2e/test.sh), so a missing RBAC rule fails this test.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,14 +24,12 @@ use mediastack_e2e::{TestNamespace, operator_client, wait_for};
 use mediastack_operator::api::MediaStack;
 use mediastack_operator::api::mediastack::LinkStatus;
 use mediastack_operator::reconcile::FIELD_MANAGER as RECONCILE_MANAGER;
-use mediastack_operator::wiring::arr::Arr;
 use mediastack_operator::wiring::runner::{self, FIELD_MANAGER as WIRING_MANAGER, RunnerConfig};
+use mediastack_operator::wiring::secrets;
 use mediastack_operator::wiring::testing::fake::Fault;
-use mediastack_operator::wiring::testing::qbit::{self, QbitState};
 use mediastack_operator::wiring::testing::{
-    Loopback, PROWLARR_KEY, RADARR_KEY, SONARR_KEY, arr_fake, fast, prowlarr_fake,
+    LoopbackApps, PROWLARR_KEY, RADARR_KEY, SONARR_KEY, fast, loopback_apps,
 };
-use mediastack_operator::wiring::{App, secrets};
 use serde_json::{Value, json};
 
 const STACK: &str = "home";
@@ -201,22 +198,13 @@ async fn the_wiring_task_writes_links_and_wired_under_its_own_manager_and_nothin
     ];
     reconcile_writes_status(&stacks, &ready).await;
 
-    let sonarr = arr_fake(Arr::Sonarr).await;
-    let radarr = arr_fake(Arr::Radarr).await;
-    let prowlarr = prowlarr_fake().await;
-    let qbit = qbit::start(QbitState::new(
-        "admin",
-        QBIT_PASSWORD,
-        json!({}),
-        json!({"save_path": "/downloads/"}),
-    ))
-    .await;
-    let addressing = Loopback(HashMap::from([
-        (App::Sonarr, sonarr.base()),
-        (App::Radarr, radarr.base()),
-        (App::Prowlarr, prowlarr.base()),
-        (App::Qbittorrent, qbit.base()),
-    ]));
+    let LoopbackApps {
+        sonarr,
+        radarr,
+        prowlarr,
+        qbit,
+        addressing,
+    } = loopback_apps(QBIT_PASSWORD).await;
 
     // The task as the operator runs it: the operator's identity, a store of
     // the stacks fed by a watch.

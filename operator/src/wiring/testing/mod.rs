@@ -131,3 +131,43 @@ impl Addressing for Loopback {
             .unwrap_or_else(|| "http://127.0.0.1:9".into())
     }
 }
+
+/// The apps a pass of the example stack calls, each a loopback fake
+/// (Sonarr, Radarr, Prowlarr from their contracts; the qBittorrent
+/// stand-in with WebUI user `admin`), and the addressing that points the
+/// wiring at them.
+pub struct LoopbackApps {
+    pub sonarr: Running,
+    pub radarr: Running,
+    pub prowlarr: Running,
+    pub qbit: qbit::QbitRunning,
+    pub addressing: Loopback,
+}
+
+/// Starts [`LoopbackApps`]; qBittorrent's WebUI password is `qbit_password`
+/// and its save path the image default `/downloads/`.
+pub async fn loopback_apps(qbit_password: &str) -> LoopbackApps {
+    let sonarr = arr_fake(Arr::Sonarr).await;
+    let radarr = arr_fake(Arr::Radarr).await;
+    let prowlarr = prowlarr_fake().await;
+    let qbit = qbit::start(qbit::QbitState::new(
+        "admin",
+        qbit_password,
+        json!({}),
+        json!({"save_path": "/downloads/"}),
+    ))
+    .await;
+    let addressing = Loopback(HashMap::from([
+        (App::Sonarr, sonarr.base()),
+        (App::Radarr, radarr.base()),
+        (App::Prowlarr, prowlarr.base()),
+        (App::Qbittorrent, qbit.base()),
+    ]));
+    LoopbackApps {
+        sonarr,
+        radarr,
+        prowlarr,
+        qbit,
+        addressing,
+    }
+}

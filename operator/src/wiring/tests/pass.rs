@@ -2,57 +2,25 @@
 //! every link of the example stack against the contract fakes of Sonarr,
 //! Radarr and Prowlarr and the qBittorrent stand-in, addressed over loopback.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::fake::{Fault, Running};
-use super::{PROWLARR_KEY, RADARR_KEY, SONARR_KEY, arr_fake, assert_clean, fast, prowlarr_fake};
+use super::fake::Fault;
+use super::{PROWLARR_KEY, RADARR_KEY, SONARR_KEY, assert_clean, fast};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::mediastack::MediaStackStatus;
 use crate::render::fixtures;
-use crate::wiring::arr::Arr;
 use crate::wiring::runner::{Credentials, Link, PassInputs, attempt, status_update, wanted_links};
-use crate::wiring::testing::Loopback;
-use crate::wiring::testing::qbit::{self, QbitRunning, QbitState};
+use crate::wiring::testing::{LoopbackApps, loopback_apps};
 use crate::wiring::{ApiKey, App, LinkResult, LinkState};
 
 const QBIT_PASSWORD: &str = "qbit-webui-pw";
 
-struct Apps {
-    sonarr: Running,
-    radarr: Running,
-    prowlarr: Running,
-    qbit: QbitRunning,
-    addressing: Loopback,
-}
-
-async fn apps() -> Apps {
-    let sonarr = arr_fake(Arr::Sonarr).await;
-    let radarr = arr_fake(Arr::Radarr).await;
-    let prowlarr = prowlarr_fake().await;
-    let qbit = qbit::start(QbitState::new(
-        "admin",
-        QBIT_PASSWORD,
-        json!({}),
-        json!({"save_path": "/downloads/"}),
-    ))
-    .await;
-    let addressing = Loopback(HashMap::from([
-        (App::Sonarr, sonarr.base()),
-        (App::Radarr, radarr.base()),
-        (App::Prowlarr, prowlarr.base()),
-        (App::Qbittorrent, qbit.base()),
-    ]));
-    Apps {
-        sonarr,
-        radarr,
-        prowlarr,
-        qbit,
-        addressing,
-    }
+async fn apps() -> LoopbackApps {
+    loopback_apps(QBIT_PASSWORD).await
 }
 
 fn credentials() -> Credentials {
@@ -68,7 +36,12 @@ fn credentials() -> Credentials {
 
 const ALL_READY: [App; 4] = [App::Sonarr, App::Radarr, App::Prowlarr, App::Qbittorrent];
 
-async fn pass(apps: &Apps, links: &[Link], ready: &[App], creds: &Credentials) -> Vec<LinkResult> {
+async fn pass(
+    apps: &LoopbackApps,
+    links: &[Link],
+    ready: &[App],
+    creds: &Credentials,
+) -> Vec<LinkResult> {
     attempt(&PassInputs {
         namespace: "media",
         stack: "home",
@@ -86,7 +59,7 @@ fn states(results: &[LinkResult]) -> Vec<(App, App, LinkState)> {
 }
 
 /// The writes each app got so far: Sonarr, Radarr, Prowlarr, qBittorrent.
-fn writes(apps: &Apps) -> [usize; 4] {
+fn writes(apps: &LoopbackApps) -> [usize; 4] {
     [
         apps.sonarr.state().writes,
         apps.radarr.state().writes,
