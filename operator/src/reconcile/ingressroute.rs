@@ -13,7 +13,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 
 use super::children::Applied;
-use super::resolve::{crd_exists, resolve_traefik, traefik_kinds};
+use super::resolve::{crd_exists, resolve_traefik, stored_or_get, traefik_kinds};
 use super::status::{self, Cond, RouteInput, Stall};
 use super::{Context, Error, apply, report};
 use crate::api::IngressRoute;
@@ -182,18 +182,8 @@ pub async fn reconcile(route: Arc<IngressRoute>, ctx: Arc<Context>) -> Result<Ac
     }
 
     let mut extra = Vec::new();
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     let svc = &route.spec.service.name;
-    if problem.is_none()
-        && services
-            .get_opt(svc)
-            .await
-            .map_err(|source| Error::Read {
-                what: format!("Service/{svc}"),
-                source,
-            })?
-            .is_none()
-    {
+    if problem.is_none() && stored_or_get::<Service>(&ctx, &ns, svc).await?.is_none() {
         problem = Some((
             Reason::ServiceNotFound,
             format!(

@@ -27,6 +27,7 @@ use tracing::info;
 use super::children::Applied;
 use super::resolve::{
     TRAEFIK_CRD, cluster_subnets, crd_exists, gateway, get_opt, has_key, resolve_traefik,
+    stored_or_get,
 };
 use super::status::{self, Observed, StackApplied, StackInput, StackProgress, Stall};
 use super::{Context, Error, apply, report};
@@ -437,12 +438,11 @@ async fn drop_taken_aliases(
     parent: &Parent,
     children: &mut Vec<crate::render::Child>,
 ) -> Result<Vec<String>, Error> {
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
     let mut conflicts = Vec::new();
     let mut taken = BTreeSet::new();
     for child in children.iter().filter(|c| is_alias(c)) {
         let name = child.object.metadata.name.clone().unwrap_or_default();
-        if let Some(live) = get_opt(&services, &name).await? {
+        if let Some(live) = stored_or_get::<Service>(ctx, ns, &name).await? {
             let labels = live.metadata.labels.clone().unwrap_or_default();
             let ours = labels
                 .get("app.kubernetes.io/managed-by")
@@ -483,7 +483,6 @@ async fn check_claims(
     parent: &Parent,
     children: &[crate::render::Child],
 ) -> Result<Option<Stall>, Error> {
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
     let mut conflicts = Vec::new();
     for child in children
         .iter()
@@ -492,7 +491,7 @@ async fn check_claims(
         let Some(name) = child.object.metadata.name.as_deref() else {
             continue;
         };
-        if let Some(live) = get_opt(&pvcs, name).await?
+        if let Some(live) = stored_or_get::<PersistentVolumeClaim>(ctx, ns, name).await?
             && let Some(why) = storage::claim_conflict(parent, &live)
         {
             conflicts.push(why);

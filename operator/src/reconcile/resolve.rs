@@ -75,6 +75,23 @@ pub fn gateway(ctx: &Context, ns: &str, name: &str) -> Option<crate::api::VpnGat
         .map(|g| g.as_ref().clone())
 }
 
+/// Object `name` of `ns`: from its kind's store when the store holds it
+/// (the operator's own children), else one GET (an object outside the
+/// label selection, such as the user's claim or Service, or one not
+/// watched yet).
+pub async fn stored_or_get<K>(ctx: &Context, ns: &str, name: &str) -> Result<Option<K>, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    if let Some(Some(obj)) = ctx.cache.typed_child::<K>(ns, name) {
+        return Ok(Some(obj));
+    }
+    get_opt(&Api::namespaced(ctx.client.clone(), ns), name).await
+}
+
 /// The object, or `None` when it does not exist.
 pub async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>, Error>
 where

@@ -135,6 +135,18 @@ pub fn routes_in_namespace_of(
         .collect()
 }
 
+/// The gateway a VPN consumer pod runs behind (its
+/// [`crate::render::vpn::GATEWAY_ANNOTATION`], in its namespace): the one
+/// whose `TunnelReady` the pod's readiness changes.
+pub fn gateway_of_consumer_pod(
+    pod: &k8s_openapi::api::core::v1::Pod,
+) -> Option<ObjectRef<VpnGateway>> {
+    let name = pod
+        .annotations()
+        .get(crate::render::vpn::GATEWAY_ANNOTATION)?;
+    Some(ObjectRef::new(name).within(&pod.namespace()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,5 +312,22 @@ mod tests {
         let lonely = stack("empty", "home", json!({}));
         assert!(gateways_in_namespace_of(&gateways, &lonely).is_empty());
         assert!(routes_in_namespace_of(&routes, &lonely).is_empty());
+    }
+
+    #[test]
+    fn a_consumer_pod_maps_to_its_own_gateway_only() {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+            "metadata": {"name": "home-qbittorrent-1", "namespace": "media",
+                "annotations": {crate::render::vpn::GATEWAY_ANNOTATION: "mullvad"}}
+        }))
+        .expect("pod");
+        assert_eq!(
+            gateway_of_consumer_pod(&pod),
+            Some(ObjectRef::new("mullvad").within("media"))
+        );
+        let unannotated: k8s_openapi::api::core::v1::Pod =
+            serde_json::from_value(json!({"metadata": {"name": "other", "namespace": "media"}}))
+                .expect("pod");
+        assert_eq!(gateway_of_consumer_pod(&unannotated), None);
     }
 }

@@ -403,7 +403,8 @@ pub async fn start(
             )],
         );
     }
-    // VPN consumer pods: every gateway's TunnelReady.
+    // VPN consumer pods: the TunnelReady of the gateway each runs behind
+    // (after a new list, every gateway's).
     {
         let (gq, gq2) = (gw_q.clone(), gw_q.clone());
         spawn_reflector(
@@ -415,7 +416,7 @@ pub async fn start(
             )
             .modify(|p: &mut Pod| p.metadata.managed_fields = None),
             vec![listener(
-                move |_: &Pod| gq.send_all(),
+                move |p: &Pod| gq.send(mappers::gateway_of_consumer_pod(p)),
                 move |_| gq2.send_all(),
             )],
         );
