@@ -30,7 +30,7 @@ fn api_for(client: &Client, ns: &str, ar: &ApiResource) -> Api<DynamicObject> {
 
 /// Applies `child` with server-side apply unless the live object already
 /// matches. The live object comes from `cache` (a GET only when no store
-/// has it). Returns whether a write was made.
+/// watches its kind). Returns whether a write was made.
 pub async fn apply(client: &Client, cache: &Cache, child: &Child) -> Result<bool, Error> {
     let name = child
         .object
@@ -44,9 +44,14 @@ pub async fn apply(client: &Client, cache: &Cache, child: &Child) -> Result<bool
         Some(ns) => api_for(client, ns, &child.api),
         None => Api::all_with(client.clone(), &child.api),
     };
+    // A watched kind's store has listed before any reconcile runs: a child
+    // it lacks is created (server-side apply creates or takes over alike;
+    // an object of the same name outside the label selection differs from
+    // the desired one at least in its labels, so it would be written
+    // anyway). Only a kind no store watches yet is read.
     let live = match cache.child(&child.api, ns, name) {
-        Some(Some(live)) => Some(live),
-        _ => api
+        Some(stored) => stored,
+        None => api
             .get_opt(name)
             .await
             .map_err(|source| Error::Read {
