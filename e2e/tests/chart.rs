@@ -133,6 +133,16 @@ fn of_kind<'a>(docs: &'a [serde_yaml::Value], kind: &str) -> Vec<&'a serde_yaml:
         .collect()
 }
 
+/// The operator container's arguments in the rendered Deployment.
+fn operator_args(docs: &[serde_yaml::Value]) -> Vec<String> {
+    of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect()
+}
+
 /// `helm template` that is expected to fail; returns its stderr.
 fn template_fails(extra: &[&str]) -> String {
     let chart = chart_dir().display().to_string();
@@ -190,12 +200,7 @@ fn chart_name_overrides() {
         let docs = documents(&template("rel", "ns", extra));
         let d = of_kind(&docs, "Deployment")[0].clone();
         let svc = of_kind(&docs, "Service")[0].clone();
-        let args: Vec<String> = d["spec"]["template"]["spec"]["containers"][0]["args"]
-            .as_sequence()
-            .expect("args")
-            .iter()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
+        let args = operator_args(&docs);
         let lease = args
             .iter()
             .find_map(|a| a.strip_prefix("--leader-lease=").map(str::to_string))
@@ -251,12 +256,7 @@ fn chart_tells_the_operator_its_own_pods() {
     for extra in [&[][..], &["--set", "nameOverride=msop"][..]] {
         let docs = documents(&template("rel", "media-ops", extra));
         let d = of_kind(&docs, "Deployment")[0].clone();
-        let args: Vec<String> = d["spec"]["template"]["spec"]["containers"][0]["args"]
-            .as_sequence()
-            .expect("args")
-            .iter()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
+        let args = operator_args(&docs);
         let arg = |name: &str| {
             args.iter()
                 .find_map(|a| a.strip_prefix(name).map(str::to_string))
@@ -379,11 +379,9 @@ fn chart_pod_disruption_budget_only_with_more_than_one_replica() {
 fn chart_leader_election_toggle() {
     let render = |extra: &[&str]| documents(&template("r", "ns", extra));
     let lease_arg = |docs: &[serde_yaml::Value]| {
-        of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
-            .as_sequence()
-            .expect("args")
+        operator_args(docs)
             .iter()
-            .any(|a| a.as_str().is_some_and(|a| a.starts_with("--leader-lease=")))
+            .any(|a| a.starts_with("--leader-lease="))
     };
     let lease_role = |docs: &[serde_yaml::Value]| {
         of_kind(docs, "Role").iter().any(|r| {

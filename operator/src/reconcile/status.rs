@@ -893,8 +893,8 @@ pub struct GatewayInput<'a> {
     pub invalid: Option<Stall>,
     /// `<stack>/<app>` of every app that uses the gateway, sorted.
     pub consumers: Vec<String>,
-    /// `TunnelReady`, when the consumer pods are watched.
-    pub tunnel: Option<Cond>,
+    /// `TunnelReady`, from the consumer pods' store.
+    pub tunnel: Cond,
     pub resync: Duration,
 }
 
@@ -927,7 +927,7 @@ pub fn vpngateway(input: &GatewayInput<'_>) -> Report<VpnGatewayStatus> {
             Cond::new(t, false, pf.reason(), "portForwarding.enabled is false")
         }
     });
-    conds.extend(input.tunnel.clone());
+    conds.push(input.tunnel.clone());
     let old = gw.status.clone().unwrap_or_default();
     let new = VpnGatewayStatus {
         observed_generation: gw.metadata.generation,

@@ -63,21 +63,18 @@ pub async fn reconcile(gw: Arc<VpnGateway>, ctx: Arc<Context>) -> Result<Action,
         .collect();
     consumers.sort();
 
-    // The consumer pods' store (always watched).
-    let tunnel = Some({
-        let pods: Vec<Arc<Pod>> = ctx
-            .cache
-            .consumer_pods
-            .state()
-            .into_iter()
-            .filter(|p| {
-                p.namespace().as_deref() == Some(ns.as_str())
-                    && p.metadata.deletion_timestamp.is_none()
-                    && p.annotations().get(vpn::GATEWAY_ANNOTATION) == Some(&name)
-            })
-            .collect();
-        tunnel_ready(&pods)
-    });
+    let pods: Vec<Arc<Pod>> = ctx
+        .cache
+        .consumer_pods
+        .state()
+        .into_iter()
+        .filter(|p| {
+            p.namespace().as_deref() == Some(ns.as_str())
+                && p.metadata.deletion_timestamp.is_none()
+                && p.annotations().get(vpn::GATEWAY_ANNOTATION) == Some(&name)
+        })
+        .collect();
+    let tunnel = tunnel_ready(&pods);
 
     let report = status::vpngateway(&GatewayInput {
         gateway: &gw,

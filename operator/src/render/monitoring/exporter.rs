@@ -95,18 +95,14 @@ pub(super) fn attach_exportarr(
     service: &mut Service,
 ) -> Option<GeneratedSecret> {
     let (exporter_key, secret) = give_key(parent, app, deployment);
-    let pod = pod_spec_mut(deployment);
     let exporter = Container {
-        name: EXPORTER_CONTAINER.into(),
         image: Some(EXPORTARR_IMAGE.into()),
-        image_pull_policy: Some("IfNotPresent".into()),
         args: Some(vec![app.name.into()]),
         env: Some(vec![
             plain_env("PORT", &port.to_string()),
             plain_env("URL", &format!("http://127.0.0.1:{}", app.port)),
             exporter_key,
         ]),
-        ports: Some(vec![container_port(port)]),
         liveness_probe: Some(liveness(Probe {
             http_get: Some(HTTPGetAction {
                 path: Some("/healthz".into()),
@@ -115,13 +111,32 @@ pub(super) fn attach_exportarr(
             }),
             ..Probe::default()
         })),
-        resources: Some(exporter_resources("128Mi")),
-        security_context: Some(exporter_security()),
         ..Container::default()
     };
-    set_container(&mut pod.containers, exporter);
-    set_service_port(service, port);
+    add_exporter(deployment, service, port, exporter);
     secret
+}
+
+/// Adds `exporter` (its image, args, env and liveness probe set) beside the
+/// app as container `exporter`, serving `/metrics` on `port`, with the
+/// exporters' resources and security context, and opens `port` on the
+/// app's Service.
+fn add_exporter(
+    deployment: &mut Deployment,
+    service: &mut Service,
+    port: u16,
+    exporter: Container,
+) {
+    let exporter = Container {
+        name: EXPORTER_CONTAINER.into(),
+        image_pull_policy: Some("IfNotPresent".into()),
+        ports: Some(vec![container_port(port)]),
+        resources: Some(exporter_resources("128Mi")),
+        security_context: Some(exporter_security()),
+        ..exporter
+    };
+    set_container(&mut pod_spec_mut(deployment).containers, exporter);
+    set_service_port(service, port);
 }
 
 /// Gives `app` its generated API key through its own key variable (unless
@@ -206,11 +221,8 @@ pub(super) fn attach_qbittorrent(
     deployment: &mut Deployment,
     service: &mut Service,
 ) {
-    let pod = pod_spec_mut(deployment);
     let exporter = Container {
-        name: EXPORTER_CONTAINER.into(),
         image: Some(QBITTORRENT_EXPORTER_IMAGE.into()),
-        image_pull_policy: Some("IfNotPresent".into()),
         env: Some(vec![
             plain_env(
                 "QBITTORRENT_BASE_URL",
@@ -218,7 +230,6 @@ pub(super) fn attach_qbittorrent(
             ),
             plain_env("EXPORTER_PORT", &port.to_string()),
         ]),
-        ports: Some(vec![container_port(port)]),
         liveness_probe: Some(liveness(Probe {
             tcp_socket: Some(TCPSocketAction {
                 port: IntOrString::String(METRICS_PORT.into()),
@@ -226,12 +237,9 @@ pub(super) fn attach_qbittorrent(
             }),
             ..Probe::default()
         })),
-        resources: Some(exporter_resources("128Mi")),
-        security_context: Some(exporter_security()),
         ..Container::default()
     };
-    set_container(&mut pod.containers, exporter);
-    set_service_port(service, port);
+    add_exporter(deployment, service, port, exporter);
 }
 
 fn pod_spec_mut(deployment: &mut Deployment) -> &mut PodSpec {
